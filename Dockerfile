@@ -1,0 +1,20 @@
+# The bundle image: the pinned SGLang image plus the entrypoint, the guard and a healthcheck.
+# BASE_IMAGE is rendered per hardware from presets/hardware.yaml (CUDA 13 lane: host driver >= 580;
+# ROCm lane for MI300X). Tests build it FROM a local CPU stand-in base instead (tests/standin/).
+ARG BASE_IMAGE=lmsysorg/sglang:v0.5.23-runtime
+FROM ${BASE_IMAGE}
+
+LABEL org.opencontainers.image.title="Llama 3.1 70B Instruct on SGLang (deployment bundle)" \
+      org.opencontainers.image.description="SGLang 0.5.23 with an env-configured, checked, guarded entrypoint"
+
+COPY entrypoint.py guard.py sglang_flags.json /opt/bundle/
+
+ENV PYTHONUNBUFFERED=1 \
+    HF_HOME=/root/.cache/huggingface
+
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+# Timings here are for plain `docker run`; rendered compose files set their own (presets/deployment.yaml).
+HEALTHCHECK --interval=30s --timeout=30s --start-period=1800s --retries=3 \
+    CMD ["python3", "/opt/bundle/entrypoint.py", "--healthcheck"]
+ENTRYPOINT ["python3", "/opt/bundle/entrypoint.py"]

@@ -1,0 +1,322 @@
+"""Render compose files from the preset data: hardware profile x optimization preset.
+
+    python -m bundle.render presets                     every pair that renders, "HARDWARE PRESET"
+    python -m bundle.render render --hardware h100x4 --preset basic --out docker-compose.yml
+    python -m bundle.render table                       the README's hardware/preset table
+    python -m bundle.render detect                      the profile matching nvidia-smi / rocm-smi
+
+The flag checks, the env naming rule and the memory arithmetic are entrypoint.py's: a pair renders
+only if the container's own entrypoint would accept its environment, and fits in GPU memory.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import jinja2
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+import entrypoint  # noqa: E402  (the container's entrypoint is the one source of the flag rules)
+
+DATA_DIR = ROOT / "presets"
+TEMPLATE = "docker-compose.yml.j2"
+
+
+class RenderError(Exception):
+    """A hardware/preset pair that cannot work, with the reason."""
+
+
+def load_data(data_dir: Path = DATA_DIR) -> dict:
+    data = {}
+    for name in ("hardware", "presets", "deployment"):
+        path = data_dir / f"{name}.yaml"
+        try:
+            data[name] = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as err:
+            raise RenderError(f"{path}: {err}") from None
+    return data
+
+
+@dataclasses.dataclass
+class Deployment:
+    hardware: str
+    preset: str
+    summary: str
+    gpu: dict
+    count: int
+    vendor: str
+    image: dict
+    image_tag: str
+    flags: dict               # SGLang flag (long name, no --) -> value
+    engine_env: dict          # ENGINE_* -> string, what the compose file carries
+    extra_env: dict           # engine environment variables the preset needs (SGLANG_*)
+    rationale_lines: list
+    plan: entrypoint.MemoryPlan
+    engine_argv: list
+
+    @property
+    def memory_lines(self) -> list[str]:
+        return [part.strip() for part in self.plan.explain().split(";")]
+
+
+def _gpu_count_expr(value, count: int, where: str):
+    """'gpus' -> the profile's GPU count, 'gpus/N' -> count / N."""
+    if not isinstance(value, str) or not value.startswith("gpus"):
+        return value
+    match = re.fullmatch(r"gpus(?:/(\d+))?", value)
+    if not match:
+        raise RenderError(f"{where}: {value!r} is not 'gpus' or 'gpus/N'")
+    divisor = int(match.group(1) or 1)
+    if count % divisor:
+        raise RenderError(f"{where}: {count} GPUs are not divisible by {divisor}")
+    return count // divisor
+
+
+def _env_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def resolve(data: dict, hardware: str, preset: str) -> Deployment:
+    profiles, presets = data["hardware"]["hardware"], data["presets"]["presets"]
+    if hardware not in profiles:
+        raise RenderError(f"unknown HARDWARE={hardware!r}; profiles: {', '.join(profiles)}")
+    if preset not in presets:
+        raise RenderError(f"unknown PRESET={preset!r}; presets: {', '.join(presets)}")
+    profile, spec = profiles[hardware], presets[preset]
+    gpu = data["hardware"]["gpus"][profile["gpu"]]
+    image = data["hardware"]["images"][gpu["image"]]
+    count = int(profile["count"])
+    override = (spec.get("hardware") or {}).get(hardware) or {}
+    if override.get("unsupported"):
+        raise RenderError(f"{preset} on {hardware}: {override['unsupported']}")
+
+    flags = dict(spec["flags"])
+    for name, value in (override.get("flags") or {}).items():
+        if value is None:
+            flags.pop(name, None)
+        else:
+            flags[name] = value
+    flags = {name: _gpu_count_expr(value, count, f"{preset}.flags.{name}") for name, value in flags.items()}
+
+    engine_env = {}
+    for name, value in flags.items():
+        env = entrypoint.env_name_for_option("--" + name)
+        engine_env[env] = _env_value(value)
+    catalogue = entrypoint.Catalogue.load()
+    try:
+        config = entrypoint.build_config(engine_env, [], catalogue)
+    except entrypoint.ConfigError as err:
+        raise RenderError(f"{preset} on {hardware}: {err}") from None
+
+    values = config.values
+    uses_fp8 = (values.get("quantization") in entrypoint.FP8_QUANTIZATIONS
+                or str(values.get("kv_cache_dtype")).startswith("fp8")
+                or "fp8" in str(values.get("model_path")).lower())
+    if uses_fp8 and not gpu["fp8"]:
+        raise RenderError(f"{preset} on {hardware}: uses FP8, which {gpu['name']} does not support")
+    world = int(values.get("tp_size") or 1) * int(values.get("pp_size") or 1) * int(values.get("dp_size") or 1)
+    if world != count:
+        raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, the profile has {count}")
+    model = values["model_path"]
+    shape = entrypoint.KNOWN_MODELS.get(model)
+    if shape is None:
+        raise RenderError(f"{preset} on {hardware}: {model} is not in entrypoint.KNOWN_MODELS, "
+                          "so its memory cannot be checked")
+    plan = entrypoint.plan_memory(model, shape, values, gpu["memory_mib"] / 1024)
+    if not plan.fits:
+        raise RenderError(f"{preset} on {hardware} does not fit: {plan.explain()}")
+
+    rationale = [spec["rationale"]] + ([override["rationale"]] if override.get("rationale") else [])
+    deploy = data["deployment"]
+    return Deployment(
+        hardware=hardware, preset=preset, summary=spec["summary"], gpu=gpu, count=count,
+        vendor=image["vendor"], image=image,
+        image_tag=f"{deploy['image_name']}:sglang-{catalogue.sglang_version}-{gpu['image']}",
+        flags=flags, engine_env=engine_env, extra_env=dict(spec.get("env") or {}),
+        rationale_lines=_wrap(" ".join(rationale)), plan=plan,
+        engine_argv=config.engine_argv(engine_env))
+
+
+def _wrap(text: str, width: int = 98) -> list[str]:
+    import textwrap
+    return textwrap.wrap(text, width=width)
+
+
+def pairs(data: dict) -> list[tuple[str, str]]:
+    result = []
+    for hardware in data["hardware"]["hardware"]:
+        for preset in data["presets"]["presets"]:
+            try:
+                resolve(data, hardware, preset)
+            except RenderError:
+                continue
+            result.append((hardware, preset))
+    return result
+
+
+@dataclasses.dataclass
+class Params:
+    """What the operator chooses at render time (make variables)."""
+    gpus: list = dataclasses.field(default_factory=list)
+    port: int | None = None
+    bind_address: str | None = None
+    api_key_file: str | None = None
+    allow_no_api_key: bool = False
+    lora_dir: str | None = None
+
+
+def parse_gpus(text: str | None) -> list[str]:
+    if not text:
+        return []
+    ids = [part.strip() for part in text.split(",") if part.strip()]
+    if not all(part.isdigit() for part in ids) or len(set(ids)) != len(ids):
+        raise RenderError(f"GPUS={text!r}: expected distinct GPU indexes separated by commas, like 4,5,6,7")
+    return ids
+
+
+def render(data: dict, deployment: Deployment, params: Params, out: Path, command: str) -> str:
+    deploy = data["deployment"]
+    port = params.port or deploy["default_port"]
+    bind_address = params.bind_address or deploy["default_bind_address"]
+    if not 0 < int(port) < 65536:
+        raise RenderError(f"PORT={port}: expected 1-65535")
+    if params.gpus and len(params.gpus) != deployment.count:
+        raise RenderError(f"GPUS lists {len(params.gpus)} GPUs ({','.join(params.gpus)}) but "
+                          f"{deployment.hardware} has {deployment.count}")
+    if bind_address not in ("127.0.0.1", "localhost", "::1") and not params.api_key_file \
+            and not params.allow_no_api_key:
+        raise RenderError(f"BIND_ADDRESS={bind_address} publishes the API beyond this host without an "
+                          "API key: set API_KEY_FILE=secrets/api_key, or ALLOW_NO_API_KEY=1 to waive it")
+    out_dir = out.resolve().parent
+    root = os.path.relpath(ROOT, out_dir)
+
+    def from_root(path: str) -> str:
+        return os.path.relpath((ROOT / path).resolve(), out_dir) if not os.path.isabs(path) else path
+
+    view = {
+        "project": f"{deploy['project_prefix']}-{port}",
+        "root": root,
+        "port": port,
+        "bind_address": bind_address,
+        "gpus": params.gpus,
+        "api_key_file": from_root(params.api_key_file) if params.api_key_file else None,
+        "lora_dir": from_root(params.lora_dir) if params.lora_dir else None,
+        "secrets_dir": from_root(deploy["secrets_dir"]),
+    }
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    return env.get_template(TEMPLATE).render(d=deployment, p=view, deploy=deploy, command=command)
+
+
+def render_command(hardware: str, preset: str, out: str, params: Params) -> str:
+    parts = ["make render", f"HARDWARE={hardware}", f"PRESET={preset}"]
+    if params.gpus:
+        parts.append(f"GPUS={','.join(params.gpus)}")
+    for name, value in (("PORT", params.port), ("BIND_ADDRESS", params.bind_address),
+                        ("API_KEY_FILE", params.api_key_file), ("LORA_DIR", params.lora_dir)):
+        if value:
+            parts.append(f"{name}={value}")
+    if params.allow_no_api_key:
+        parts.append("ALLOW_NO_API_KEY=1")
+    parts.append(f"OUT={out}")
+    return " ".join(parts[:1] + [shlex.quote(p) for p in parts[1:]])
+
+
+def markdown_table(data: dict) -> str:
+    rows = ["| hardware | preset | GPUs | engine flags | weights/GPU | KV cache tokens |",
+            "|---|---|---|---|---|---|"]
+    for hardware, preset in pairs(data):
+        d = resolve(data, hardware, preset)
+        flags = " ".join(f"`--{k}`" if v is True else f"`--{k} {v}`" for k, v in d.flags.items()
+                         if k not in ("model-path", "enable-metrics"))
+        model = "FP8" if d.plan.fp8_weights else "BF16"
+        rows.append(f"| {hardware} | {preset} | {d.count}x {d.gpu['name']} | {model}; {flags} | "
+                    f"{d.plan.weights_gib:.1f} GiB | {d.plan.kv_tokens:,} |")
+    return "\n".join(rows)
+
+
+def detect_hardware(data: dict, query_output: str | None = None) -> str:
+    """The one profile matching the GPUs this host reports, else a RenderError naming the choices."""
+    if query_output is None:
+        try:
+            query_output = subprocess.run(entrypoint.NVIDIA_QUERY, capture_output=True, text=True,
+                                          timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            raise RenderError("no NVIDIA GPU detected (nvidia-smi missing or failing); set HARDWARE= "
+                              f"to one of: {', '.join(data['hardware']['hardware'])}") from None
+    gpus = entrypoint.parse_nvidia_smi_csv(query_output)
+    names = {g.name for g in gpus}
+    matches = []
+    for profile, spec in data["hardware"]["hardware"].items():
+        gpu = data["hardware"]["gpus"][spec["gpu"]]
+        if len(gpus) == spec["count"] and names and all(any(m in n for m in gpu["match"]) for n in names):
+            matches.append(profile)
+    if len(matches) != 1:
+        seen = f"{len(gpus)}x {', '.join(sorted(names)) or 'no GPU'}"
+        raise RenderError(f"this host has {seen}, which matches "
+                          f"{'no profile' if not matches else ' and '.join(matches)}; set HARDWARE= to "
+                          f"one of: {', '.join(data['hardware']['hardware'])}")
+    return matches[0]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bundle.render", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="folder of the preset YAML files")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("presets", help="print every HARDWARE PRESET pair that renders")
+    sub.add_parser("table", help="print the README's markdown table")
+    sub.add_parser("detect", help="print the hardware profile matching this host's GPUs")
+    explain = sub.add_parser("explain", help="print why a pair renders or not")
+    one = sub.add_parser("render", help="write one compose file")
+    for p in (one, explain):
+        p.add_argument("--hardware", required=True)
+        p.add_argument("--preset", required=True)
+    one.add_argument("--out", required=True, type=Path)
+    one.add_argument("--gpus", default=os.environ.get("GPUS", ""))
+    one.add_argument("--port", type=int)
+    one.add_argument("--bind-address")
+    one.add_argument("--api-key-file")
+    one.add_argument("--allow-no-api-key", action="store_true")
+    one.add_argument("--lora-dir")
+    args = parser.parse_args(argv)
+    try:
+        data = load_data(args.data)
+        if args.command == "presets":
+            for hardware, preset in pairs(data):
+                print(f"{hardware} {preset}")
+        elif args.command == "table":
+            print(markdown_table(data))
+        elif args.command == "detect":
+            print(detect_hardware(data))
+        elif args.command == "explain":
+            d = resolve(data, args.hardware, args.preset)
+            print("\n".join([f"{d.hardware} {d.preset}: {d.summary}", *d.rationale_lines,
+                             *d.memory_lines, " ".join(d.engine_argv)]))
+        else:
+            params = Params(gpus=parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
+                            api_key_file=args.api_key_file, allow_no_api_key=args.allow_no_api_key,
+                            lora_dir=args.lora_dir)
+            deployment = resolve(data, args.hardware, args.preset)
+            text = render(data, deployment, params, args.out,
+                          render_command(args.hardware, args.preset, str(args.out), params))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+    except RenderError as err:
+        print(f"render: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
