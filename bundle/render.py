@@ -173,6 +173,12 @@ class Params:
     api_key_file: str | None = None
     allow_no_api_key: bool = False
     lora_dir: str | None = None
+    secrets_dir: str | None = None
+
+
+def secrets_path(data: dict, params: Params) -> Path:
+    folder = Path(params.secrets_dir or data["deployment"]["secrets_dir"])
+    return folder if folder.is_absolute() else ROOT / folder
 
 
 def parse_gpus(text: str | None) -> list[str]:
@@ -201,7 +207,7 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
     root = os.path.relpath(ROOT, out_dir)
 
     def from_root(path: str) -> str:
-        return os.path.relpath((ROOT / path).resolve(), out_dir) if not os.path.isabs(path) else path
+        return os.path.relpath((ROOT / path).resolve(), out_dir)
 
     view = {
         "project": f"{deploy['project_prefix']}-{port}",
@@ -211,7 +217,7 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         "gpus": params.gpus,
         "api_key_file": from_root(params.api_key_file) if params.api_key_file else None,
         "lora_dir": from_root(params.lora_dir) if params.lora_dir else None,
-        "secrets_dir": from_root(deploy["secrets_dir"]),
+        "secrets_dir": from_root(str(secrets_path(data, params))),
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
@@ -223,7 +229,8 @@ def render_command(hardware: str, preset: str, out: str, params: Params) -> str:
     if params.gpus:
         parts.append(f"GPUS={','.join(params.gpus)}")
     for name, value in (("PORT", params.port), ("BIND_ADDRESS", params.bind_address),
-                        ("API_KEY_FILE", params.api_key_file), ("LORA_DIR", params.lora_dir)):
+                        ("API_KEY_FILE", params.api_key_file), ("LORA_DIR", params.lora_dir),
+                        ("SECRETS_DIR", params.secrets_dir)):
         if value:
             parts.append(f"{name}={value}")
     if params.allow_no_api_key:
@@ -289,6 +296,7 @@ def main(argv=None) -> int:
     one.add_argument("--api-key-file")
     one.add_argument("--allow-no-api-key", action="store_true")
     one.add_argument("--lora-dir")
+    one.add_argument("--secrets-dir")
     args = parser.parse_args(argv)
     try:
         data = load_data(args.data)
@@ -306,7 +314,7 @@ def main(argv=None) -> int:
         else:
             params = Params(gpus=parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
                             api_key_file=args.api_key_file, allow_no_api_key=args.allow_no_api_key,
-                            lora_dir=args.lora_dir)
+                            lora_dir=args.lora_dir, secrets_dir=args.secrets_dir)
             deployment = resolve(data, args.hardware, args.preset)
             text = render(data, deployment, params, args.out,
                           render_command(args.hardware, args.preset, str(args.out), params))

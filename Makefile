@@ -1,0 +1,73 @@
+# Llama 3.1 70B Instruct on SGLang. `make help` lists the targets.
+HARDWARE ?=
+PRESET ?= basic
+GPUS ?=
+PORT ?= 8000
+BIND_ADDRESS ?=
+API_KEY_FILE ?=
+ALLOW_NO_API_KEY ?=
+LORA_DIR ?=
+SECRETS_DIR ?=
+OVERRIDE ?=
+OUT ?=
+PYTEST_ARGS ?=
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DEPLOYED := deploy/port-$(PORT)/docker-compose.yml
+export HARDWARE PRESET GPUS PORT BIND_ADDRESS API_KEY_FILE ALLOW_NO_API_KEY LORA_DIR SECRETS_DIR OVERRIDE
+
+.DEFAULT_GOAL := help
+.PHONY: help presets render deploy down logs status test test-gpu provision compose-file readme bench eval catalogue
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(PY): requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	@touch $(PY)
+
+presets: $(PY) ## print every renderable "HARDWARE PRESET" pair
+	@$(PY) -m bundle.render presets
+
+render: $(PY) ## write one compose file: HARDWARE= PRESET= OUT= [GPUS= PORT= BIND_ADDRESS= API_KEY_FILE=]
+	@test -n "$(HARDWARE)" -a -n "$(OUT)" || { echo "make render needs HARDWARE=, PRESET= and OUT=" >&2; exit 2; }
+	@$(PY) -m bundle.render render --hardware "$(HARDWARE)" --preset "$(PRESET)" --out "$(OUT)" \
+	  $(if $(GPUS),--gpus "$(GPUS)") $(if $(filter-out 8000,$(PORT)),--port "$(PORT)") \
+	  $(if $(BIND_ADDRESS),--bind-address "$(BIND_ADDRESS)") $(if $(API_KEY_FILE),--api-key-file "$(API_KEY_FILE)") \
+	  $(if $(filter-out 0,$(ALLOW_NO_API_KEY)),--allow-no-api-key) $(if $(LORA_DIR),--lora-dir "$(LORA_DIR)") \
+	  $(if $(SECRETS_DIR),--secrets-dir "$(SECRETS_DIR)")
+
+deploy: $(PY) ## render, validate, start and wait until ready: [HARDWARE=] PRESET= [GPUS= PORT=]
+	@$(PY) -m bundle.deploy
+
+down: ## stop and remove the deployment on PORT
+	docker compose -f $(DEPLOYED) $(foreach o,$(subst $(comma), ,$(OVERRIDE)),-f $(o)) down
+
+logs: ## follow the engine's log
+	docker compose -f $(DEPLOYED) logs -f --tail 200 engine
+
+status: ## container state and health of the deployment on PORT
+	@docker compose -f $(DEPLOYED) ps
+	@curl -fsS -o /dev/null -w "readiness /ready: HTTP %{http_code}\n" http://127.0.0.1:$(PORT)/ready || true
+
+compose-file: $(PY) ## regenerate the top-level docker-compose.yml (h100x4, basic)
+	$(PY) -m bundle.render render --hardware h100x4 --preset basic --out docker-compose.yml
+
+readme: $(PY) ## regenerate the hardware/preset table in README.md
+	$(PY) -m bundle.readme
+
+catalogue: ## regenerate sglang_flags.json from the installed SGLang (needs the test venv)
+	$(PY) tools/gen_flag_catalogue.py > sglang_flags.json
+
+provision: ## developers/CI: Docker engine, Compose v2, test venv, local test images (no registry)
+	bash .ci/provision
+
+test: ## the whole suite: unit, real SGLang parser, real Compose, containers over the CPU stand-in
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-gpu: ## the same suite against the real image and model on a GPU host
+	BUNDLE_TEST_TARGET=gpu $(PY) -m pytest $(PYTEST_ARGS)
+
+comma := ,

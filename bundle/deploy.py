@@ -1,0 +1,223 @@
+"""`make deploy`: render, validate, start, wait until really ready, print the endpoint.
+
+Ordered single-purpose steps, each one failing with a message that says what to do:
+    1. check_docker          Docker engine and Compose v2 answer
+    2. choose_hardware       HARDWARE= or the one profile nvidia-smi matches
+    3. render_compose_file   deploy/port-<PORT>/docker-compose.yml from the preset data
+    4. validate_compose_file `docker compose config` of the real Compose binary
+    5. check_secrets         the Hugging Face token file (and API key file) exist and are not empty
+    6. start                 `docker compose up -d` (builds the bundle image on top of the pinned SGLang)
+    7. wait_until_ready      elapsed time and the engine's phase from its log, until the healthcheck passes
+    8. wrap_up               the endpoint and a working curl example
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bundle import render
+
+# The engine's log lines that mark its start-up phases (SGLang 0.5.23 messages), latest wins.
+PHASES = (
+    (re.compile(r"server_args="), "arguments resolved, launching workers"),
+    (re.compile(r"Load weight begin"), "loading weights"),
+    (re.compile(r"Loading safetensors checkpoint shards:\s*(\d+)%"), "loading weights ({0}%)"),
+    (re.compile(r"Load weight end"), "weights loaded"),
+    (re.compile(r"Memory pool end"), "KV cache allocated"),
+    (re.compile(r"Capture .*(?:CUDA graph|cuda graph).* begin"), "capturing CUDA graphs"),
+    (re.compile(r"Uvicorn running on"), "HTTP server up, warming up"),
+    (re.compile(r"The server is fired up and ready to roll"), "warm-up done"),
+)
+CONFIG_ERROR_EXIT = 78
+
+
+class DeployError(Exception):
+    pass
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def run(args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(args, capture_output=True, text=True, **kwargs)
+
+
+def compose(files: list[Path], *args) -> list[str]:
+    command = ["docker", "compose"]
+    for path in files:
+        command += ["-f", str(path)]
+    return command + list(args)
+
+
+def check_docker() -> None:
+    if run(["docker", "info", "--format", "{{.ServerVersion}}"]).returncode != 0:
+        raise DeployError("the Docker engine does not answer (`docker info` fails): start it, or add "
+                          "your user to the docker group")
+    version = run(["docker", "compose", "version", "--short"])
+    if version.returncode != 0:
+        raise DeployError("Docker Compose v2 is missing (`docker compose version` fails): install the "
+                          "docker-compose-plugin package")
+
+
+def choose_hardware(data: dict, hardware: str | None) -> str:
+    if hardware:
+        return hardware
+    detected = render.detect_hardware(data)
+    say(f"detected hardware profile {detected}")
+    return detected
+
+
+def render_compose_file(data, hardware, preset, params, out: Path) -> render.Deployment:
+    deployment = render.resolve(data, hardware, preset)
+    command = render.render_command(hardware, preset, str(out), params).replace("make render", "make deploy", 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render.render(data, deployment, params, out, command))
+    say(f"rendered {out} ({hardware}, {preset})")
+    for line in deployment.memory_lines:
+        print(f"    {line}")
+    return deployment
+
+
+def validate_compose_file(files: list[Path]) -> None:
+    result = run(compose(files, "config", "--quiet"))
+    if result.returncode != 0:
+        raise DeployError(f"docker compose rejects the rendered file:\n{result.stderr.strip()}")
+
+
+def check_secrets(params: render.Params, secrets_dir: Path) -> None:
+    token = secrets_dir / "hf_token"
+    if not token.is_file() or not token.read_text().strip():
+        raise DeployError(f"{token} is missing or empty: put your Hugging Face token there "
+                          f"(`install -m 600 /dev/stdin {token} <<< hf_...`); Llama 3.1 is a gated model")
+    if params.api_key_file:
+        key = Path(params.api_key_file)
+        key = key if key.is_absolute() else render.ROOT / key
+        if not key.is_file() or not key.read_text().strip():
+            raise DeployError(f"API_KEY_FILE={params.api_key_file} is missing or empty")
+
+
+def start(files: list[Path]) -> None:
+    say("starting (the first start builds the image on top of the pinned SGLang image)")
+    result = subprocess.run(compose(files, "up", "-d"), text=True, stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        message = result.stderr.strip()
+        if re.search(r"could not select device driver|nvidia|gpu", message, re.I):
+            raise DeployError(f"Docker cannot give the container its GPUs:\n{message}\n"
+                              "Install the NVIDIA Container Toolkit (nvidia-ctk runtime configure "
+                              "--runtime=docker, then restart Docker), and check GPUS= names GPUs "
+                              "that exist (nvidia-smi -L).")
+        raise DeployError(f"docker compose up failed:\n{message}")
+
+
+def container_state(files: list[Path]) -> dict:
+    container = run(compose(files, "ps", "-aq", "engine")).stdout.strip()
+    if not container:
+        return {}
+    result = run(["docker", "inspect", "--format", "{{json .State}}|{{.RestartCount}}", container])
+    if result.returncode != 0:
+        return {}
+    state, restarts = result.stdout.strip().rsplit("|", 1)
+    return {**json.loads(state), "RestartCount": int(restarts), "Id": container}
+
+
+def latest_phase(log_text: str) -> str | None:
+    phase = None
+    for line in log_text.splitlines():
+        for pattern, label in PHASES:
+            match = pattern.search(line)
+            if match:
+                phase = label.format(*match.groups())
+    return phase
+
+
+def wait_until_ready(files: list[Path], timeout: float, poll: float = 2.0) -> None:
+    began = time.monotonic()
+    phase, shown = "starting container", None
+    while True:
+        elapsed = time.monotonic() - began
+        state = container_state(files)
+        logs = run(compose(files, "logs", "--no-color", "--tail", "400", "engine")).stdout
+        phase = latest_phase(logs) or phase
+        health = (state.get("Health") or {}).get("Status", "none")
+        line = f"{int(elapsed // 60):02d}:{int(elapsed % 60):02d}  {phase}  (health: {health})"
+        if line != shown:
+            print(f"    {line}", flush=True)
+            shown = line
+        if health == "healthy":
+            return
+        if state and state.get("Status") in ("exited", "dead") and not state.get("Restarting"):
+            code = state.get("ExitCode")
+            tail = "\n".join(logs.splitlines()[-20:])
+            reason = "configuration error" if code == CONFIG_ERROR_EXIT else f"exit code {code}"
+            raise DeployError(f"the engine container stopped ({reason}):\n{tail}")
+        if elapsed > timeout:
+            raise DeployError(f"not ready after {timeout:.0f} s (phase: {phase}); see `make logs`")
+        time.sleep(poll)
+
+
+def wrap_up(params: render.Params, data: dict, deployment: render.Deployment, api_key: bool) -> None:
+    port = params.port or data["deployment"]["default_port"]
+    host = params.bind_address or data["deployment"]["default_bind_address"]
+    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    base = f"http://{host}:{port}"
+    auth = ' -H "Authorization: Bearer $(cat secrets/api_key)"' if api_key else ""
+    model = deployment.flags["model-path"]
+    say(f"ready: {base}/v1 (OpenAI-compatible), model {model}")
+    print(f"""
+    curl -s {base}/v1/chat/completions{auth} -H 'Content-Type: application/json' \\
+      -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}], "max_tokens": 64}}'
+""")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="make deploy", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--hardware", default=os.environ.get("HARDWARE") or None)
+    parser.add_argument("--preset", default=os.environ.get("PRESET") or "basic")
+    parser.add_argument("--gpus", default=os.environ.get("GPUS", ""))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    parser.add_argument("--bind-address", default=os.environ.get("BIND_ADDRESS") or None)
+    parser.add_argument("--api-key-file", default=os.environ.get("API_KEY_FILE") or None)
+    parser.add_argument("--allow-no-api-key", action="store_true",
+                        default=os.environ.get("ALLOW_NO_API_KEY", "") not in ("", "0"))
+    parser.add_argument("--lora-dir", default=os.environ.get("LORA_DIR") or None)
+    parser.add_argument("--secrets-dir", default=os.environ.get("SECRETS_DIR") or None)
+    parser.add_argument("--override", action="append", default=[x for x in os.environ.get("OVERRIDE", "").split(",") if x],
+                        help="extra compose file merged over the rendered one (tests, site tweaks)")
+    parser.add_argument("--timeout", type=float, default=float(os.environ.get("DEPLOY_TIMEOUT") or 3600))
+    args = parser.parse_args(argv)
+    try:
+        data = render.load_data()
+        params = render.Params(gpus=render.parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
+                               api_key_file=args.api_key_file, allow_no_api_key=args.allow_no_api_key,
+                               lora_dir=args.lora_dir, secrets_dir=args.secrets_dir)
+        check_docker()
+        hardware = choose_hardware(data, args.hardware)
+        out = deploy_file(args.port)
+        deployment = render_compose_file(data, hardware, args.preset, params, out)
+        files = [out, *[Path(o).resolve() for o in args.override]]
+        validate_compose_file(files)
+        check_secrets(params, render.secrets_path(data, params))
+        start(files)
+        wait_until_ready(files, args.timeout)
+        wrap_up(params, data, deployment, bool(args.api_key_file))
+    except (render.RenderError, DeployError) as err:
+        print(f"deploy: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def deploy_file(port: int) -> Path:
+    """Where `make deploy PORT=...` keeps its rendered file; down/logs/status find it there."""
+    return render.ROOT / "deploy" / f"port-{port}" / "docker-compose.yml"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
