@@ -224,15 +224,15 @@ def split_list(text: str) -> list[str]:
     return [item for item in re.split(r"[,\s]+", text) if item]
 
 
-def check_scalar(flag: Flag, text: str, where: str):
+def check_scalar(flag: Flag, text: str, where: str, whole: str | None = None):
+    shown = f"{where}={text!r}" if whole is None else f"{where}={whole!r}: item {text!r}"
     try:
         value = SCALAR_PARSERS[flag.type](text)
     except (ValueError, json.JSONDecodeError) as err:
-        raise ConfigError(f"{where}={text!r}: {flag.option} expects {TYPE_HINTS[flag.type]} "
-                          f"({err})") from None
+        raise ConfigError(f"{shown}: {flag.option} expects {TYPE_HINTS[flag.type]} ({err})") from None
     if flag.choices is not None and value not in flag.choices:
         allowed = ", ".join(str(c) for c in flag.choices)
-        raise ConfigError(f"{where}={text!r}: {flag.option} must be one of: {allowed}")
+        raise ConfigError(f"{shown}: {flag.option} must be one of: {allowed}")
     return value
 
 
@@ -255,7 +255,7 @@ def env_to_argv(flag: Flag, option: str, text: str, where: str) -> tuple[list[st
                               f"items separated by commas ({err})") from None
         if flag.nargs == "+" and not items:
             raise ConfigError(f"{where} is empty: {flag.option} expects at least one item")
-        return [option, *items], [check_scalar(flag, item, where) for item in items]
+        return [option, *items], [check_scalar(flag, item, where, text) for item in items]
     if flag.nargs == "?" and text == "":
         return [option], flag.default
     return [option, text], check_scalar(flag, text, where)
@@ -603,20 +603,23 @@ class Gpu:
     vendor: str = "nvidia"
 
 
-NVIDIA_QUERY = ("nvidia-smi", "--query-gpu=index,name,memory.total,driver_version",
-                "--format=csv,noheader,nounits")
+# The same fields as the real captures in tests/fixtures/gpu/, so the parser is tested on real output.
+NVIDIA_FIELDS = ("index", "name", "memory.total", "memory.used", "memory.free", "driver_version", "uuid",
+                 "compute_cap", "pci.bus_id", "power.limit")
+NVIDIA_QUERY = ("nvidia-smi", "--query-gpu=" + ",".join(NVIDIA_FIELDS), "--format=csv,noheader,nounits")
 
 
 def parse_nvidia_smi_csv(text: str) -> list[Gpu]:
-    """Rows of `nvidia-smi --query-gpu=index,name,memory.total,driver_version[,...]` (with or
-    without header/units)."""
-    gpus = []
+    """Rows of `nvidia-smi --query-gpu=<NVIDIA_FIELDS> --format=csv[,noheader][,nounits]`."""
+    fields, gpus = list(NVIDIA_FIELDS), []
     for line in text.strip().splitlines():
         cells = [c.strip() for c in line.split(",")]
-        if not cells or not cells[0].isdigit():
-            continue  # header
-        memory = cells[2].split()[0]
-        gpus.append(Gpu(index=int(cells[0]), name=cells[1], memory_mib=int(memory), driver=cells[3]))
+        if cells and not cells[0].isdigit():
+            fields = [re.sub(r"\s*\[.*\]$", "", c) for c in cells]   # header: "memory.total [MiB]"
+            continue
+        row = dict(zip(fields, cells))
+        gpus.append(Gpu(index=int(row["index"]), name=row["name"],
+                        memory_mib=int(row["memory.total"].split()[0]), driver=row["driver_version"]))
     return gpus
 
 

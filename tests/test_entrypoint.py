@@ -1,0 +1,388 @@
+"""entrypoint.py: environment -> SGLang argv, every flag kind and every refusal; secrets; preflight."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import FIXTURES, ROOT
+import entrypoint
+from entrypoint import ConfigError, build_config
+
+
+def argv_for(env, args=(), catalogue=None):
+    catalogue = catalogue or entrypoint.Catalogue.load()
+    return build_config(env, list(args), catalogue).argv
+
+
+def flags_after(argv, option):
+    index = argv.index(option)
+    return argv[index + 1]
+
+
+# --- the naming rule -------------------------------------------------------------------------
+
+def test_every_option_string_has_exactly_one_env_name(catalogue):
+    options = [o for f in catalogue.flags for o in f.options]
+    names = {entrypoint.env_name_for_option(o) for o in options}
+    assert len(options) == 559  # SGLang 0.5.23: 561 option strings less -h/--help
+    assert len(names) == len(options)
+
+
+def test_every_option_can_be_set_from_its_env_name(catalogue):
+    samples = {"int": "2", "float": "0.5", "str": "x", "human_readable_int": "4k", "json": "{}"}
+    for flag in catalogue.flags:
+        for option in flag.options:
+            name = entrypoint.env_name_for_option(option)
+            if flag.kind != "value":
+                text = "true"
+            elif flag.choices:
+                text = str(flag.choices[0])
+            else:
+                text = samples[flag.type]
+            tokens, _ = entrypoint.env_to_argv(flag, option, text, name)
+            assert tokens and tokens[0] in flag.options, name
+
+
+# --- types ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,expected", [("true", ["--enable-metrics"]), ("YES", ["--enable-metrics"]),
+                                           ("1", ["--enable-metrics"]), ("false", []), ("0", [])])
+def test_switch(text, expected):
+    argv = argv_for({"ENGINE_ENABLE_METRICS": text})
+    assert ("--enable-metrics" in argv) == bool(expected)
+
+
+def test_negatable_switch_false_gives_the_no_form():
+    assert "--no-enable-tf32-matmul" in argv_for({"ENGINE_ENABLE_TF32_MATMUL": "false"})
+    assert "--enable-tf32-matmul" in argv_for({"ENGINE_ENABLE_TF32_MATMUL": "on"})
+    assert "--enable-tf32-matmul" in argv_for({"ENGINE_NO_ENABLE_TF32_MATMUL": "false"})
+
+
+def test_bad_boolean_names_the_variable():
+    with pytest.raises(ConfigError, match=r"ENGINE_ENABLE_METRICS='maybe'.*boolean"):
+        argv_for({"ENGINE_ENABLE_METRICS": "maybe"})
+
+
+def test_int_float_and_their_errors():
+    argv = argv_for({"ENGINE_TP_SIZE": "4", "ENGINE_MEM_FRACTION_STATIC": "0.85"})
+    assert flags_after(argv, "--tp-size") == "4" and flags_after(argv, "--mem-fraction-static") == "0.85"
+    with pytest.raises(ConfigError, match=r"ENGINE_TP_SIZE='four'.*--tp-size expects an integer"):
+        argv_for({"ENGINE_TP_SIZE": "four"})
+    with pytest.raises(ConfigError, match=r"ENGINE_MEM_FRACTION_STATIC='most'.*a number"):
+        argv_for({"ENGINE_MEM_FRACTION_STATIC": "most"})
+
+
+@pytest.mark.parametrize("text,value", [("131072", 131072), ("128k", 128000), ("128Ki", 131072),
+                                        ("25.6k", 25600), ("1M", 1000000)])
+def test_human_readable_context_length(text, value):
+    config = build_config({"ENGINE_CONTEXT_LENGTH": text}, [], entrypoint.Catalogue.load())
+    assert config.values["context_length"] == value
+    assert flags_after(config.argv, "--context-length") == text
+
+
+@pytest.mark.parametrize("text", ["32K", "1.5Ki", "lots"])
+def test_human_readable_context_length_errors(text):
+    with pytest.raises(ConfigError, match="ENGINE_CONTEXT_LENGTH"):
+        argv_for({"ENGINE_CONTEXT_LENGTH": text})
+
+
+def test_choices_are_enforced_and_listed():
+    with pytest.raises(ConfigError, match=r"ENGINE_KV_CACHE_DTYPE='fp9'.*one of: .*fp8_e4m3"):
+        argv_for({"ENGINE_KV_CACHE_DTYPE": "fp9"})
+
+
+def test_lists_from_commas_or_json():
+    argv = argv_for({"ENGINE_LORA_PATHS": "sql=/adapters/sql, chat=/adapters/chat"})
+    i = argv.index("--lora-paths")
+    assert argv[i + 1:i + 3] == ["sql=/adapters/sql", "chat=/adapters/chat"]
+    argv = argv_for({"ENGINE_LORA_PATHS": '[{"lora_name": "a", "lora_path": "/x"}]'})
+    assert json.loads(argv[argv.index("--lora-paths") + 1]) == {"lora_name": "a", "lora_path": "/x"}
+    argv = argv_for({"ENGINE_CUDA_GRAPH_BS_DECODE": "1 2 4"})
+    i = argv.index("--cuda-graph-bs-decode")
+    assert argv[i + 1:i + 4] == ["1", "2", "4"]
+    with pytest.raises(ConfigError, match="ENGINE_CUDA_GRAPH_BS_DECODE='1,two'"):
+        argv_for({"ENGINE_CUDA_GRAPH_BS_DECODE": "1,two"})
+
+
+def test_json_valued_flag():
+    argv = argv_for({"ENGINE_PREFERRED_SAMPLING_PARAMS": '{"temperature": 0.6}'})
+    assert json.loads(flags_after(argv, "--preferred-sampling-params")) == {"temperature": 0.6}
+    with pytest.raises(ConfigError, match="ENGINE_PREFERRED_SAMPLING_PARAMS.*JSON"):
+        argv_for({"ENGINE_PREFERRED_SAMPLING_PARAMS": "{temperature: 0.6"})
+
+
+# --- precedence, aliases, typos ---------------------------------------------------------------
+
+def test_arguments_beat_environment_beat_defaults():
+    config = build_config({"ENGINE_TP_SIZE": "2"}, ["--tp-size", "4"], entrypoint.Catalogue.load())
+    assert config.argv.count("--tp-size") == 1 and config.values["tp_size"] == 4
+    config = build_config({"ENGINE_TP_SIZE": "2"}, [], entrypoint.Catalogue.load())
+    assert config.values["tp_size"] == 2
+    assert config.values["model_path"] == entrypoint.DEFAULT_MODEL
+
+
+def test_container_arguments_must_use_full_option_names():
+    with pytest.raises(ConfigError, match=r"'--tp'.*abbreviates --tp-size"):
+        argv_for({}, ["--tp", "4"])
+    with pytest.raises(ConfigError, match="--cpu-offload-gigabytes.*not an SGLang"):
+        argv_for({}, ["--cpu-offload-gigabytes", "16"])
+
+
+def test_aliases_and_their_conflict():
+    config = build_config({"MODEL": "meta-llama/Llama-3.1-8B-Instruct", "PORT": "9000"}, [],
+                          entrypoint.Catalogue.load())
+    assert config.values["model_path"] == "meta-llama/Llama-3.1-8B-Instruct" and config.values["port"] == 9000
+    with pytest.raises(ConfigError, match="both MODEL and ENGINE_MODEL_PATH"):
+        argv_for({"MODEL": "a", "ENGINE_MODEL_PATH": "b"})
+    with pytest.raises(ConfigError, match="ENGINE_TP_SIZE and ENGINE_TENSOR_PARALLEL_SIZE|ENGINE_TENSOR_PARALLEL_SIZE and ENGINE_TP_SIZE"):
+        argv_for({"ENGINE_TP_SIZE": "2", "ENGINE_TENSOR_PARALLEL_SIZE": "4"})
+
+
+def test_typo_suggests_the_closest_names():
+    with pytest.raises(ConfigError, match=r"ENGINE_TP_SIZ is not a setting.*Did you mean ENGINE_TP_SIZE"):
+        argv_for({"ENGINE_TP_SIZ": "4"})
+    with pytest.raises(ConfigError, match=r"ENGINE_MEM_FRACTION_STATICS.*ENGINE_MEM_FRACTION_STATIC"):
+        argv_for({"ENGINE_MEM_FRACTION_STATICS": "0.8"})
+
+
+def test_unrelated_environment_is_ignored():
+    assert argv_for({"PATH": "/bin", "SGLANG_PORT": "1", "NCCL_DEBUG": "INFO"}) == argv_for({})
+
+
+def test_refused_flags():
+    with pytest.raises(ConfigError, match="--grpc-mode is not supported"):
+        argv_for({"ENGINE_GRPC_MODE": "true"})
+
+
+def test_deprecated_flag_warns_with_replacement():
+    config = build_config({"ENGINE_DISABLE_CUDA_GRAPH": "true"}, [], entrypoint.Catalogue.load())
+    assert any("cuda-graph-backend" in w for w in config.warnings)
+
+
+# --- conflicts SGLang finds only after loading ------------------------------------------------
+
+SPEC = {"ENGINE_SPECULATIVE_ALGORITHM": "EAGLE3",
+        "ENGINE_SPECULATIVE_DRAFT_MODEL_PATH": "lmsys/SGLang-EAGLE3-Llama-3.3-70B-Instruct-SpecForge",
+        "ENGINE_SPECULATIVE_NUM_STEPS": "3", "ENGINE_SPECULATIVE_EAGLE_TOPK": "1",
+        "ENGINE_SPECULATIVE_NUM_DRAFT_TOKENS": "4", "ENGINE_MAX_RUNNING_REQUESTS": "64"}
+
+
+def test_complete_speculative_config_is_accepted():
+    config = build_config(SPEC, [], entrypoint.Catalogue.load())
+    assert config.values["speculative_num_steps"] == 3 and not config.warnings
+
+
+@pytest.mark.parametrize("algorithm", ["EAGLE", "eagle3", "NEXTN"])
+def test_eagle_without_draft_is_refused(algorithm):
+    env = {k: v for k, v in SPEC.items() if k != "ENGINE_SPECULATIVE_DRAFT_MODEL_PATH"}
+    env["ENGINE_SPECULATIVE_ALGORITHM"] = algorithm
+    with pytest.raises(ConfigError, match="needs a draft model.*ENGINE_SPECULATIVE_DRAFT_MODEL_PATH"):
+        argv_for(env)
+
+
+def test_partial_step_parameters_are_refused():
+    env = {k: v for k, v in SPEC.items() if k != "ENGINE_SPECULATIVE_EAGLE_TOPK"}
+    with pytest.raises(ConfigError, match="all-or-nothing.*ENGINE_SPECULATIVE_EAGLE_TOPK"):
+        argv_for(env)
+
+
+def test_speculative_without_max_running_requests_warns():
+    env = {k: v for k, v in SPEC.items() if k != "ENGINE_MAX_RUNNING_REQUESTS"}
+    assert any("48" in w for w in build_config(env, [], entrypoint.Catalogue.load()).warnings)
+
+
+def test_data_parallel_across_nodes_is_refused():
+    with pytest.raises(ConfigError, match="across nodes"):
+        argv_for({"ENGINE_DP_SIZE": "2", "ENGINE_NNODES": "2", "ENGINE_TP_SIZE": "8"})
+
+
+def test_tp_pp_not_divisible_by_nodes_is_refused():
+    with pytest.raises(ConfigError, match=r"tp_size\*pp_size = 3\*1 = 3 is not divisible by nnodes = 2"):
+        argv_for({"ENGINE_TP_SIZE": "3", "ENGINE_NNODES": "2"})
+
+
+def test_attention_dp_rules():
+    with pytest.raises(ConfigError, match="attention DP"):
+        argv_for({"ENGINE_ATTN_DP_SIZE": "2", "ENGINE_DP_SIZE": "2", "ENGINE_TP_SIZE": "4"})
+    with pytest.raises(ConfigError, match="must divide"):
+        argv_for({"ENGINE_ATTN_DP_SIZE": "3", "ENGINE_TP_SIZE": "4"})
+
+
+def test_served_model_name_without_colon():
+    with pytest.raises(ConfigError, match="must not contain ':'"):
+        argv_for({"ENGINE_SERVED_MODEL_NAME": "llama:70b"})
+
+
+def test_api_key_with_several_tokenizer_workers_is_fine_behind_the_guard():
+    # SGLang asserts on --api-key with --tokenizer-worker-num > 1; the bundle never gives the key to
+    # the engine (the guard checks it), so this combination works here.
+    config = build_config({"ENGINE_API_KEY": "k", "ENGINE_TOKENIZER_WORKER_NUM": "4"}, [],
+                          entrypoint.Catalogue.load())
+    assert "--api-key" not in config.argv and config.api_key == "k"
+
+
+# --- secrets ----------------------------------------------------------------------------------
+
+def test_secret_files_and_exclusivity(tmp_path):
+    key = tmp_path / "api_key"
+    key.write_text("canary-key\n")
+    config = build_config({"ENGINE_API_KEY_FILE": str(key)}, [], entrypoint.Catalogue.load())
+    assert config.api_key == "canary-key"
+    assert "canary-key" not in " ".join(config.engine_argv({}))
+    with pytest.raises(ConfigError, match="both ENGINE_API_KEY and ENGINE_API_KEY_FILE"):
+        build_config({"ENGINE_API_KEY_FILE": str(key), "ENGINE_API_KEY": "x"}, [], entrypoint.Catalogue.load())
+    with pytest.raises(ConfigError, match="ENGINE_API_KEY_FILE=.*cannot read"):
+        build_config({"ENGINE_API_KEY_FILE": str(tmp_path / "missing")}, [], entrypoint.Catalogue.load())
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError, match="is empty"):
+        build_config({"ENGINE_ADMIN_API_KEY_FILE": str(tmp_path / "empty")}, [], entrypoint.Catalogue.load())
+
+
+def test_secret_as_container_argument_is_refused():
+    with pytest.raises(ConfigError, match="docker inspect.*ENGINE_API_KEY_FILE"):
+        argv_for({}, ["--api-key", "canary"])
+
+
+def test_engine_environment_carries_the_token_as_a_file_only(tmp_path):
+    env = entrypoint.engine_environment({"HF_TOKEN_FILE": "/run/secrets/hf_token", "ENGINE_TP_SIZE": "4",
+                                         "BUNDLE_PREFLIGHT": "0", "PATH": "/bin", "MODEL": "m"}, "hf_canary")
+    assert env == {"HF_TOKEN_PATH": "/run/secrets/hf_token", "PATH": "/bin"}
+
+
+def test_redaction():
+    assert entrypoint.redact("key=abc and abc", ["abc"]) == "key=<redacted> and <redacted>"
+
+
+# --- preflight and the memory arithmetic ------------------------------------------------------
+
+@pytest.mark.parametrize("machine,count,name,memory", [("h100x1", 1, "NVIDIA H100 80GB HBM3", 81559),
+                                                       ("h200x2", 2, "NVIDIA H200", 143771),
+                                                       ("h200x4", 4, "NVIDIA H200", 143771)])
+@pytest.mark.parametrize("variant", ["query-gpu.csv", "query-gpu-noheader-nounits.csv"])
+def test_nvidia_smi_parsing_of_real_output(machine, count, name, memory, variant):
+    gpus = entrypoint.parse_nvidia_smi_csv((FIXTURES / "gpu" / machine / variant).read_text())
+    assert [g.index for g in gpus] == list(range(count))
+    assert {g.name for g in gpus} == {name} and {g.memory_mib for g in gpus} == {memory}
+    assert {g.driver for g in gpus} == {"580.159.04"}
+
+
+def gpus_of(machine):
+    return entrypoint.parse_nvidia_smi_csv((FIXTURES / "gpu" / machine / "query-gpu.csv").read_text())
+
+
+def preflight_for(env, machine, environ=None):
+    config = build_config(env, [], entrypoint.Catalogue.load())
+    return entrypoint.preflight(config, {"CUDA_VERSION": "13.0.1", **(environ or {})}, gpus_of(machine))
+
+
+def test_preflight_accepts_bf16_70b_on_four_h200():
+    notes = preflight_for({"ENGINE_TP_SIZE": "4"}, "h200x4")
+    assert any("BF16 weights 32.9 GiB per GPU" in n for n in notes)
+
+
+def test_preflight_refuses_more_gpus_than_visible():
+    with pytest.raises(ConfigError, match=r"4 GPUs .* but 2 visible"):
+        preflight_for({"ENGINE_TP_SIZE": "4"}, "h200x2")
+    with pytest.raises(ConfigError, match=r"= 4 GPUs"):
+        preflight_for({"ENGINE_TP_SIZE": "2", "ENGINE_DP_SIZE": "2"}, "h200x2")
+
+
+def test_preflight_refuses_70b_bf16_on_one_h100_with_the_arithmetic():
+    with pytest.raises(ConfigError, match=r"does not fit.*BF16 weights 131\.4 GiB per GPU.*79\.6 GiB"):
+        preflight_for({}, "h100x1")
+
+
+def test_preflight_refuses_old_driver_for_cuda13():
+    with pytest.raises(ConfigError, match="driver 580.159.04 is older than 590"):
+        preflight_for({"ENGINE_TP_SIZE": "4"}, "h200x4", {"BUNDLE_GPU_DRIVER_MIN": "590"})
+    assert entrypoint.required_driver({"CUDA_VERSION": "12.8.1"}) == 570
+
+
+def test_preflight_without_gpus_says_what_to_check():
+    config = build_config({}, [], entrypoint.Catalogue.load())
+    with pytest.raises(ConfigError, match="no GPU visible.*BUNDLE_PREFLIGHT=0"):
+        entrypoint.preflight(config, {}, [])
+
+
+def test_preflight_uses_cached_config_json(tmp_path):
+    snapshot = tmp_path / "hub" / "models--acme--tiny" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    snapshot.joinpath("config.json").write_text(json.dumps({
+        "num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 2048}))
+    shape = entrypoint.model_shape("acme/tiny", {"HF_HOME": str(tmp_path)})
+    assert shape.layers == 2 and shape.head_dim == 64 and shape.max_context == 2048
+
+
+def test_memory_arithmetic_of_the_seed_generators_tp2_bf16_on_h100():
+    # The seed's generator: --tp 2, BF16 70B, --mem-fraction-static 0.85 on 80 GB H100s.
+    plan = entrypoint.plan_memory("meta-llama/Llama-3.1-70B-Instruct", entrypoint.KNOWN_MODELS[
+        "meta-llama/Llama-3.1-70B-Instruct"], {"tp_size": 2, "mem_fraction_static": 0.85}, 81559 / 1024)
+    assert round(plan.weights_gib, 1) == 65.7
+    assert 12_000 < plan.kv_tokens < 14_000 and not plan.fits
+    params = entrypoint.LLAMA31["70B"].linear_params + entrypoint.LLAMA31["70B"].other_params
+    assert params == 70_553_706_496
+
+
+def test_amd_smi_json_parsing():
+    text = json.dumps({"card0": {"Card Series": "AMD Instinct MI300X", "VRAM Total Memory (B)": "206141652992"},
+                       "card1": {"Card Series": "AMD Instinct MI300X", "VRAM Total Memory (B)": "206141652992"},
+                       "system": {"Driver version": "6.8.5"}})
+    gpus = entrypoint.parse_amd_smi_json(text)
+    assert [g.index for g in gpus] == [0, 1] and gpus[0].memory_mib == 196592 and gpus[0].vendor == "amd"
+
+
+# --- the command-line modes, as tooling calls them --------------------------------------------
+
+def run_entrypoint(*args, env=None):
+    base = {"PATH": os.environ["PATH"]}
+    return subprocess.run([sys.executable, str(ROOT / "entrypoint.py"), *args], env={**base, **(env or {})},
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_print_command_outputs_one_json_array():
+    result = run_entrypoint("--print-command", env={"ENGINE_TP_SIZE": "4", "PORT": "8001"})
+    assert result.returncode == 0, result.stderr
+    argv = json.loads(result.stdout)
+    assert argv[:3] == list(entrypoint.ENGINE_LAUNCH_COMMAND)
+    assert flags_after(argv, "--tp-size") == "4"
+    # The guard owns the public port; the engine listens on loopback only.
+    assert flags_after(argv, "--host") == "127.0.0.1" and flags_after(argv, "--port") == "30000"
+
+
+def test_print_command_config_error_exit_code_and_message():
+    result = run_entrypoint("--print-command", env={"ENGINE_TP_SIZ": "4"})
+    assert result.returncode == entrypoint.EXIT_CONFIG_ERROR
+    assert result.stdout == "" and "ENGINE_TP_SIZ" in result.stderr
+
+
+def test_print_command_never_shows_secrets(tmp_path):
+    (tmp_path / "key").write_text("canary-7f3a")
+    result = run_entrypoint("--print-command", "--served-model-name", "llama",
+                            env={"ENGINE_API_KEY_FILE": str(tmp_path / "key"), "HF_TOKEN": "hf_canary"})
+    assert result.returncode == 0
+    assert "canary" not in result.stdout + result.stderr
+
+
+def test_unknown_bundle_setting_is_an_error():
+    result = run_entrypoint("--print-command", env={"BUNDLE_PREFLIGT": "0"})
+    assert result.returncode == 78 and "BUNDLE_PREFLIGHT" in result.stderr
+
+
+def test_config_error_in_run_mode_starts_nothing():
+    result = run_entrypoint(env={"ENGINE_SPECULATIVE_ALGORITHM": "EAGLE"})
+    assert result.returncode == 78 and "draft model" in result.stderr
+    assert "starting engine" not in result.stderr
+
+
+def test_list_env_covers_every_flag(catalogue):
+    result = run_entrypoint("--list-env")
+    names = {line.split("\t")[0] for line in result.stdout.splitlines()}
+    assert {entrypoint.env_name_for_option(o) for f in catalogue.flags for o in f.options} <= names
+
+
+def test_healthcheck_fails_when_nothing_listens():
+    result = run_entrypoint("--healthcheck", env={"PORT": "9", "BUNDLE_HEALTHCHECK_TIMEOUT": "2"})
+    assert result.returncode == 1
