@@ -23,15 +23,16 @@ export HARDWARE PRESET GPUS PORT BIND_ADDRESS API_KEY_FILE ALLOW_NO_API_KEY LORA
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-$(PY): requirements.txt
-	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet -r requirements.txt
-	@touch $(PY)
+# Created once for the host-side tools; `make provision` makes a fuller one for the tests.
+# Its output goes to stderr: `make presets` keeps stdout for the pairs.
+$(PY):
+	@echo "creating $(VENV) for the host-side tools" >&2
+	@python3 -m venv $(VENV) >&2 && $(PY) -m pip install --quiet -r requirements.txt >&2
 
-presets: $(PY) ## print every renderable "HARDWARE PRESET" pair
+presets: | $(PY) ## print every renderable "HARDWARE PRESET" pair
 	@$(PY) -m bundle.render presets
 
-render: $(PY) ## write one compose file: HARDWARE= PRESET= OUT= [GPUS= PORT= BIND_ADDRESS= API_KEY_FILE=]
+render: | $(PY) ## write one compose file: HARDWARE= PRESET= OUT= [GPUS= PORT= BIND_ADDRESS= API_KEY_FILE=]
 	@test -n "$(HARDWARE)" -a -n "$(OUT)" || { echo "make render needs HARDWARE=, PRESET= and OUT=" >&2; exit 2; }
 	@$(PY) -m bundle.render render --hardware "$(HARDWARE)" --preset "$(PRESET)" --out "$(OUT)" \
 	  $(if $(GPUS),--gpus "$(GPUS)") $(if $(filter-out 8000,$(PORT)),--port "$(PORT)") \
@@ -39,7 +40,7 @@ render: $(PY) ## write one compose file: HARDWARE= PRESET= OUT= [GPUS= PORT= BIN
 	  $(if $(filter-out 0,$(ALLOW_NO_API_KEY)),--allow-no-api-key) $(if $(LORA_DIR),--lora-dir "$(LORA_DIR)") \
 	  $(if $(SECRETS_DIR),--secrets-dir "$(SECRETS_DIR)")
 
-deploy: $(PY) ## render, validate, start and wait until ready: [HARDWARE=] PRESET= [GPUS= PORT=]
+deploy: | $(PY) ## render, validate, start and wait until ready: [HARDWARE=] PRESET= [GPUS= PORT=]
 	@$(PY) -m bundle.deploy
 
 down: ## stop and remove the deployment on PORT
@@ -52,10 +53,10 @@ status: ## container state and health of the deployment on PORT
 	@docker compose -f $(DEPLOYED) ps
 	@curl -fsS -o /dev/null -w "readiness /ready: HTTP %{http_code}\n" http://127.0.0.1:$(PORT)/ready || true
 
-compose-file: $(PY) ## regenerate the top-level docker-compose.yml (h100x4, basic)
+compose-file: | $(PY) ## regenerate the top-level docker-compose.yml (h100x4, basic)
 	$(PY) -m bundle.render render --hardware h100x4 --preset basic --out docker-compose.yml
 
-readme: $(PY) ## regenerate the hardware/preset table in README.md
+readme: | $(PY) ## regenerate the hardware/preset table in README.md
 	$(PY) -m bundle.readme
 
 catalogue: ## regenerate sglang_flags.json from the installed SGLang (needs the test venv)

@@ -542,7 +542,7 @@ class MemoryPlan:
         return self.kv_tokens >= self.needed_tokens
 
     def explain(self) -> str:
-        fraction = f"{self.mem_fraction:.2f}" + (" (assumed; SGLang picks its own when unset)"
+        fraction = f"{self.mem_fraction:.2f}" + (" (assumed, SGLang picks its own when unset)"
                                                   if self.mem_fraction_assumed else "")
         weights = "FP8" if self.fp8_weights else "BF16"
         kv = {1: "FP8", 2: "BF16"}[self.kv_dtype_bytes]
@@ -723,7 +723,7 @@ PARSE_CHECK = (
 
 def check_with_engine_parser(engine_argv: list[str]) -> None:
     flags = engine_argv[len(ENGINE_LAUNCH_COMMAND):]
-    result = subprocess.run(["python3", "-c", PARSE_CHECK, *flags], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", PARSE_CHECK, *flags], capture_output=True, text=True)
     if result.returncode != 0:
         raise ConfigError("the installed SGLang's parser rejects the command (bundle and image "
                           f"versions differ?):\n{result.stderr.strip()}")

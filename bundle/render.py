@@ -28,6 +28,8 @@ import entrypoint  # noqa: E402  (the container's entrypoint is the one source o
 
 DATA_DIR = ROOT / "presets"
 TEMPLATE = "docker-compose.yml.j2"
+TABLE_BEGIN = "<!-- BEGIN GENERATED presets table: `make readme` writes it from presets/*.yaml -->"
+TABLE_END = "<!-- END GENERATED presets table -->"
 
 
 class RenderError(Exception):
@@ -240,7 +242,7 @@ def render_command(hardware: str, preset: str, out: str, params: Params) -> str:
 
 
 def markdown_table(data: dict) -> str:
-    rows = ["| hardware | preset | GPUs | engine flags | weights/GPU | KV cache tokens |",
+    rows = ["| hardware | preset | GPUs | weights; engine flags | weights/GPU | KV tokens per replica |",
             "|---|---|---|---|---|---|"]
     for hardware, preset in pairs(data):
         d = resolve(data, hardware, preset)

@@ -55,7 +55,7 @@ def describe(action):
         "kind": kind,
         "type": VALUE_TYPES[type_name] if kind == "value" else None,
         "nargs": action.nargs if kind == "value" else None,
-        "choices": [_jsonable(c) for c in action.choices] if action.choices else None,
+        "choices": sorted((_jsonable(c) for c in action.choices), key=str) if action.choices else None,
         "default": _jsonable(action.default),
         "help": (action.help or "").strip(),
     }

@@ -286,6 +286,8 @@ def _add_flag(parser: argparse.ArgumentParser, flag: Dict[str, Any]) -> None:
     kind = flag["kind"]
     default = flag.get("default")
     help_text = flag.get("help") or None
+    if help_text == argparse.SUPPRESS:
+        help_text = argparse.SUPPRESS  # argparse tests `is SUPPRESS`
     choices = flag.get("choices")
 
     if kind == "negatable":
