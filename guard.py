@@ -591,10 +591,8 @@ async def body_pieces(source, kind: str, length: int):
 
 async def pump_body(source, kind: str, length: int, sink, chunked_out: bool) -> None:
     """Copy a body piece by piece, each piece sent as soon as it has arrived."""
-    buf = b""
     async for piece in body_pieces(source, kind, length):
-        buf += piece
-    if buf: await sink.send(b"%x\r\n%s\r\n" % (len(buf), buf) if chunked_out else buf)
+        await sink.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked_out else piece)
     if chunked_out:
         await sink.send(b"0\r\n\r\n")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import re
 import shlex
@@ -114,7 +115,7 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
     for name, value in flags.items():
         env = entrypoint.env_name_for_option("--" + name)
         engine_env[env] = _env_value(value)
-    catalogue = entrypoint.Catalogue.load()
+    catalogue = _catalogue()
     try:
         config = entrypoint.build_config(engine_env, [], catalogue)
     except entrypoint.ConfigError as err:
@@ -147,6 +148,11 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
         flags=flags, engine_env=engine_env, extra_env=dict(spec.get("env") or {}),
         rationale_lines=_wrap(" ".join(rationale)), plan=plan,
         engine_argv=config.engine_argv(engine_env))
+
+
+@functools.lru_cache(maxsize=None)
+def _catalogue() -> entrypoint.Catalogue:
+    return entrypoint.Catalogue.load()
 
 
 def _wrap(text: str, width: int = 98) -> list[str]:

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import FIXTURES, ROOT
+from paths import FIXTURES, ROOT
 import entrypoint
 from entrypoint import ConfigError, build_config
 

@@ -6,7 +6,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import FIXTURES, ROOT
+from paths import FIXTURES, ROOT
 from bundle import render
 
 DATA = render.load_data()

@@ -9,7 +9,7 @@ import pytest
 import sglang
 from sglang.srt.server_args import ServerArgs
 
-from conftest import ROOT
+from paths import ROOT
 import entrypoint
 from bundle import render
 from tools import gen_flag_catalogue

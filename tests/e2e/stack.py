@@ -1,0 +1,185 @@
+"""Bring real deployments up and down: rendered compose file + a test override, real Docker.
+
+Stand-in mode (default): the bundle image is built FROM the CPU stand-in base, the GPU reservation
+is reset, preflight reads captured nvidia-smi output. GPU mode (BUNDLE_TEST_TARGET=gpu): the real
+image, the real GPUs and model, only the port and the healthcheck pace are overridden.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import requests
+import yaml
+
+from bundle import render
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures"
+TARGET = os.environ.get("BUNDLE_TEST_TARGET", "standin")
+STANDIN = TARGET == "standin"
+DEBIAN_IMAGE = "bundle-debian:bookworm"
+STANDIN_BASE_IMAGE = "bundle-standin-base:test"
+TEST_IMAGE = os.environ.get("BUNDLE_TEST_IMAGE", "llama31-sglang-bundle:test")
+# Bounded waits: a stand-in is ready in seconds; a real 70B may take most of an hour cold.
+READY_TIMEOUT = 120 if STANDIN else 3600
+CANARY_HF_TOKEN = "hf_CANARYtoken" + uuid.uuid4().hex[:12]
+CANARY_API_KEY = "sk-canary-" + uuid.uuid4().hex
+
+
+def run(*args, check=True, timeout=600, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def build_test_images() -> str:
+    """The project's real Dockerfile, FROM the stand-in base in stand-in mode. Never pulls."""
+    if not STANDIN:
+        return TEST_IMAGE
+    run("docker", "build", "--pull=false", "-q", "--build-arg", f"DEBIAN_IMAGE={DEBIAN_IMAGE}",
+        "-t", STANDIN_BASE_IMAGE, str(ROOT / "tests" / "standin"))
+    run("docker", "build", "--pull=false", "-q", "--build-arg", f"BASE_IMAGE={STANDIN_BASE_IMAGE}",
+        "-t", TEST_IMAGE, str(ROOT))
+    return TEST_IMAGE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_override(port: int, environment: dict, gpu_machine: str = "h200x4", restart: str | None = None) -> dict:
+    engine = {
+        "ports": yaml_tag("!override", [f"127.0.0.1:{port}:8000"]),
+        "healthcheck": {"interval": "1s", "timeout": "5s", "retries": 2, "start_period": "600s"},
+        "environment": environment,
+    }
+    if STANDIN:
+        engine.update({
+            "image": TEST_IMAGE,
+            "pull_policy": "never",
+            "build": yaml_tag("!reset", None),
+            "deploy": yaml_tag("!reset", {}),
+            "volumes": yaml_tag("!override", [
+                f"{FIXTURES / 'bin' / 'nvidia-smi'}:/usr/local/bin/nvidia-smi:ro",
+                f"{FIXTURES / 'gpu' / gpu_machine}:/gpu:ro",
+            ]),
+        })
+        engine["environment"] = {"STANDIN_LOAD_SECONDS": "2", "STANDIN_WARMUP_SECONDS": "2",
+                                 "CUDA_VERSION": "13.0.1", **environment}
+    if restart:
+        engine["restart"] = restart
+    return {"services": {"engine": engine}}
+
+
+class Tagged:
+    def __init__(self, tag, value):
+        self.tag, self.value = tag, value
+
+
+def yaml_tag(tag, value):
+    return Tagged(tag, value)
+
+
+def _represent_tagged(dumper, data):
+    if data.value is None:
+        return dumper.represent_scalar(data.tag, "")
+    if isinstance(data.value, list):
+        return dumper.represent_sequence(data.tag, data.value)
+    return dumper.represent_mapping(data.tag, data.value)
+
+
+yaml.SafeDumper.add_representer(Tagged, _represent_tagged)
+
+
+class Stack:
+    """One deployment: render + override + `docker compose` under a unique project name."""
+
+    def __init__(self, workdir: Path, hardware="h100x4", preset="basic", environment=None, api_key=True,
+                 gpu_machine="h200x4", restart=None, params: render.Params | None = None):
+        self.workdir = workdir
+        self.port = free_port()
+        self.project = f"bundletest-{uuid.uuid4().hex[:10]}"
+        secrets = workdir / "secrets"
+        secrets.mkdir(parents=True, exist_ok=True)
+        (secrets / "hf_token").write_text(CANARY_HF_TOKEN + "\n")
+        (secrets / "api_key").write_text(CANARY_API_KEY + "\n")
+        self.api_key = CANARY_API_KEY if api_key else None
+        data = render.load_data()
+        self.deployment = render.resolve(data, hardware, preset)
+        params = params or render.Params(port=self.port, secrets_dir=str(secrets),
+                                         api_key_file=str(secrets / "api_key") if api_key else None)
+        self.compose_file = workdir / "docker-compose.yml"
+        self.compose_file.write_text(render.render(data, self.deployment, params, self.compose_file, "test"))
+        self.override_file = workdir / "override.yml"
+        self.override_file.write_text(yaml.safe_dump(test_override(
+            self.port, {"BUNDLE_PREFLIGHT": "1", **(environment or {})}, gpu_machine, restart)))
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def compose(self, *args, check=True, timeout=600):
+        return run("docker", "compose", "-p", self.project, "-f", str(self.compose_file),
+                   "-f", str(self.override_file), *args, check=check, timeout=timeout)
+
+    def up(self, wait=True):
+        args = ["up", "-d"] + (["--wait", "--wait-timeout", str(READY_TIMEOUT)] if wait else [])
+        return self.compose(*args, check=wait, timeout=READY_TIMEOUT + 60)
+
+    def down(self):
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+
+    def container(self) -> str:
+        return self.compose("ps", "-aq", "engine").stdout.strip()
+
+    def inspect(self) -> dict:
+        return json.loads(run("docker", "inspect", self.container()).stdout)[0]
+
+    def health(self) -> str:
+        state = self.inspect()["State"]
+        return (state.get("Health") or {}).get("Status", "none")
+
+    def logs(self) -> str:
+        result = run("docker", "logs", self.container(), check=False)
+        return result.stdout + result.stderr
+
+    def exec(self, *args, check=True):
+        return run("docker", "exec", self.container(), *args, check=check)
+
+    def engine_pid(self) -> int:
+        script = ("import os\n"
+                  "for p in os.listdir('/proc'):\n"
+                  "    if p.isdigit():\n"
+                  "        try: cmd = open(f'/proc/{p}/cmdline','rb').read()\n"
+                  "        except OSError: continue\n"
+                  "        if b'sglang.launch_server' in cmd and b'-c' not in cmd.split(b'\\0')[:2]: print(p)\n")
+        pids = self.exec("python3", "-c", script).stdout.split()
+        assert pids, "no engine process in the container"
+        return int(pids[0])
+
+    def headers(self, key: str | None = "default") -> dict:
+        key = self.api_key if key == "default" else key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def get(self, path, key="default", **kwargs):
+        return requests.get(self.base + path, headers=self.headers(key), timeout=30, **kwargs)
+
+    def post(self, path, json_body, key="default", **kwargs):
+        return requests.post(self.base + path, json=json_body, headers=self.headers(key), timeout=60, **kwargs)
+
+
+def wait_for(condition, timeout: float, what: str, interval: float = 0.25):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
