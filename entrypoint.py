@@ -385,7 +385,8 @@ def build_config(environ, args: list[str], catalogue: Catalogue) -> EngineConfig
                                  "bundle default")
 
     warnings, argv = [], []
-    for dest, (flag, tokens, _value, where) in chosen.items():
+    model_first = sorted(chosen.items(), key=lambda item: item[0] != "model_path")
+    for dest, (flag, tokens, _value, where) in model_first:
         if flag.option in REFUSED_FLAGS:
             raise ConfigError(f"{where}: {flag.option} is not supported by the bundle: "
                               f"{REFUSED_FLAGS[flag.option]}")
@@ -755,24 +756,8 @@ def relay_output(stream, sink, secrets) -> None:
 
 
 def run_engine(config: EngineConfig, environ, secrets, hf_token) -> int:
+    """Guard first (a busy port fails before minutes of loading), then the engine, supervised."""
     from guard import Guard
-
-    engine_argv = config.engine_argv(environ)
-    engine = subprocess.Popen(engine_argv, env=engine_environment(environ, hf_token),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    relays = [threading.Thread(target=relay_output, args=(engine.stdout, sys.stdout, secrets), daemon=True),
-              threading.Thread(target=relay_output, args=(engine.stderr, sys.stderr, secrets), daemon=True)]
-    for relay in relays:
-        relay.start()
-
-    def forward(signum, _frame):
-        try:
-            os.killpg(engine.pid, signum)
-        except ProcessLookupError:
-            pass
-
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, forward)
 
     v = config.values
     guard = Guard(listen_host=str(v["host"]), listen_port=int(v["port"]), upstream_host="127.0.0.1",
@@ -782,14 +767,29 @@ def run_engine(config: EngineConfig, environ, secrets, hf_token) -> int:
     try:
         guard.start()
     except OSError as err:
-        print(f"[bundle] cannot listen on {v['host']}:{v['port']}: {err}", file=sys.stderr, flush=True)
-        forward(signal.SIGTERM, None)
-        engine.wait()
+        log(f"cannot listen on {v['host']}:{v['port']}: {err}")
         return 1
+
+    engine = subprocess.Popen(config.engine_argv(environ), env=engine_environment(environ, hf_token),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    relays = [threading.Thread(target=relay_output, args=(engine.stdout, sys.stdout, secrets), daemon=True),
+              threading.Thread(target=relay_output, args=(engine.stderr, sys.stderr, secrets), daemon=True)]
+    for relay in relays:
+        relay.start()
+
+    def forward(signum, _frame):
+        try:
+            os.killpg(engine.pid, signum)   # the engine and its scheduler/detokenizer processes
+        except ProcessLookupError:
+            pass
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
     code = engine.wait()
     for relay in relays:
         relay.join(timeout=5)
     guard.stop()
+    log(f"engine exited with {code}")
     return code if code >= 0 else 128 - code
 
 
