@@ -18,7 +18,7 @@ DEPLOYED := deploy/port-$(PORT)/docker-compose.yml
 export HARDWARE PRESET GPUS PORT BIND_ADDRESS API_KEY_FILE ALLOW_NO_API_KEY LORA_DIR SECRETS_DIR OVERRIDE
 
 .DEFAULT_GOAL := help
-.PHONY: help presets render deploy down logs status test test-gpu provision compose-file readme bench eval catalogue
+.PHONY: help presets render deploy down logs status bench eval test test-gpu provision compose-file readme catalogue
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -52,6 +52,18 @@ logs: ## follow the engine's log
 status: ## container state and health of the deployment on PORT
 	@docker compose -f $(DEPLOYED) ps
 	@curl -fsS -o /dev/null -w "readiness /ready: HTTP %{http_code}\n" http://127.0.0.1:$(PORT)/ready || true
+
+# bench/eval run SGLang's own tools inside the engine container, against the engine's loopback port:
+# no API key needed there (few_shot_gsm8k cannot send one), and nothing to install on the host.
+BENCH_ARGS ?= --backend sglang --num-prompts 100
+EVAL_ARGS ?= --num-questions 200
+ENGINE_EXEC = docker compose -f $(DEPLOYED) exec -T engine sh -c
+
+bench: ## the seed's speed benchmark (sglang.bench_serving) against the deployment on PORT
+	$(ENGINE_EXEC) 'cd /tmp && python3 -m sglang.bench_serving --host 127.0.0.1 --port $${BUNDLE_ENGINE_PORT:-30000} $(BENCH_ARGS)'
+
+eval: ## the seed's accuracy run (GSM8K, 200 questions) against the deployment on PORT
+	$(ENGINE_EXEC) 'cd /tmp && python3 -m sglang.test.few_shot_gsm8k --port $${BUNDLE_ENGINE_PORT:-30000} $(EVAL_ARGS)'
 
 compose-file: | $(PY) ## regenerate the top-level docker-compose.yml (h100x4, basic)
 	$(PY) -m bundle.render render --hardware h100x4 --preset basic --out docker-compose.yml
