@@ -589,12 +589,15 @@ async def body_pieces(source, kind: str, length: int):
             yield piece
 
 
-async def pump_body(source, kind: str, length: int, sink, chunked_out: bool) -> None:
-    """Copy a body piece by piece, each piece sent as soon as it has arrived."""
+async def pump_body(source, kind: str, length: int, sink, chunked_out: bool,
+                    head: bytes = b"") -> None:
+    """Copy a body piece by piece, each piece sent as soon as it has arrived. A `head` goes out
+    with the first piece, so a small message leaves in one send."""
     async for piece in body_pieces(source, kind, length):
-        await sink.send(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked_out else piece)
-    if chunked_out:
-        await sink.send(b"0\r\n\r\n")
+        await sink.send(head + (b"%x\r\n%s\r\n" % (len(piece), piece) if chunked_out else piece))
+        head = b""
+    if chunked_out or head:
+        await sink.send(head + (b"0\r\n\r\n" if chunked_out else b""))
 
 
 async def read_body(source, kind: str, length: int, limit: int) -> bytes:
@@ -639,6 +642,15 @@ async def linger_and_close(reader: asyncio.StreamReader, writer: asyncio.StreamW
 KEEP, CLOSE, LINGER = "keep", "close", "linger"   # what to do with a client connection next
 
 
+def set_nodelay(writer: asyncio.StreamWriter) -> None:
+    """asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and sockets accepted
+    from socket.create_server() have proto 0. Without it, Nagle's algorithm holds back each
+    small send until the client's delayed ACK arrives (about 40 ms)."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 def _log_to_stderr(message: str) -> None:
     print(f"guard: {message}", file=sys.stderr, flush=True)
 
@@ -654,15 +666,15 @@ class EngineConnection:
     """The one engine connection that a client connection uses. It is reopened when the engine
     has closed it, or when it has been idle long enough that the engine might close it."""
 
-    def __init__(self, guard: Guard):
-        self.guard = guard
+    def __init__(self, connect):
+        self.connect = connect
         self.io: EngineIO | None = None
 
     async def get(self) -> EngineIO:
         if self.io is not None and self.io.usable():
             return self.io
         self.close()
-        self.io = await self.guard._connect_engine()
+        self.io = await self.connect()
         return self.io
 
     def release(self, reusable: bool) -> None:
@@ -798,8 +810,9 @@ class Guard:
     async def _serve_connection(self, reader: ClientReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         self._connections.add(task)
+        set_nodelay(writer)
         client = ClientIO(reader, writer)
-        engine = EngineConnection(self)
+        engine = EngineConnection(self._connect_engine)
         peer = writer.get_extra_info("peername")
         client_ip = str(peer[0]) if peer else "unknown"
         try:
@@ -926,10 +939,15 @@ class Guard:
         # An HTTP/1.0 client cannot take chunks: it gets the bare body and the close marks its end.
         chunked_out = kind == "chunked" and request.version == "HTTP/1.1"
         keep_alive = request.keep_alive and kind != "close"
-        await client.send(client_response_head(response, keep_alive, chunked=chunked_out,
-                                               reframed=kind == "chunked"))
-        if kind != "none":
-            await pump_body(io, kind, length, client, chunked_out)
+        head = client_response_head(response, keep_alive, chunked=chunked_out,
+                                    reframed=kind == "chunked")
+        if kind == "length":
+            await pump_body(io, kind, length, client, chunked_out, head=head)
+        else:
+            # Streams: the head leaves now, so the client sees the status before the first token.
+            await client.send(head)
+            if kind != "none":
+                await pump_body(io, kind, length, client, chunked_out)
         return keep_alive, reusable
 
     async def _unless_client_leaves(self, client: ClientIO, relay):

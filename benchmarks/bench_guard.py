@@ -8,7 +8,7 @@ Two workloads:
   json  POST of a small JSON body, small JSON answer with Content-Length
   sse   a chunked text/event-stream of N events (default 256), one send per event
 
-Usage: python benchmarks/bench_guard.py [--requests 4000] [--sse-requests 400] [--threads 8]
+Usage: python benchmarks/bench_guard.py [--requests 4000] [--sse-requests 400] [--threads 1,8]
 Prints numbers only; there are no assertions.
 """
 import argparse
@@ -141,6 +141,15 @@ def run_load(port, total, threads, one, headers):
     return len(latencies) / elapsed, latencies, firsts
 
 
+def cpu_seconds(pid):
+    """User+system CPU time of a process (Linux /proc), or None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def ms(values, q):
     if not values:
         return float("nan")
@@ -154,7 +163,7 @@ def main():
     parser.add_argument("--requests", type=int, default=4000, help="small JSON requests per run")
     parser.add_argument("--sse-requests", type=int, default=400, help="SSE streams per run")
     parser.add_argument("--events", type=int, default=256, help="events per SSE stream")
-    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--threads", default="1,8", help="client thread counts, comma-separated")
     parser.add_argument("--role", choices=["engine", "guard"], help=argparse.SUPPRESS)
     parser.add_argument("--engine-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -167,23 +176,29 @@ def main():
     guard, guard_port = spawn("--role", "guard", "--engine-port", str(engine_port))
     auth = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
     try:
-        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {args.threads} client "
-              f"threads, keep-alive; guard with an API key")
-        print(f"{'workload':<12}{'path':<8}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
-              f"{'1st-event p50':>15}{'events/s':>11}")
-        for name, one, total in (("json", one_json, args.requests),
-                                 (f"sse x{args.events}", one_sse, args.sse_requests)):
-            results = {}
-            for path, port in (("direct", engine_port), ("guard", guard_port)):
-                rate, lat, firsts = run_load(port, total, args.threads, one, auth)
-                results[path] = (rate, lat, firsts)
-                events = f"{rate * args.events:>11.0f}" if name.startswith("sse") else f"{'':>11}"
-                first = f"{ms(firsts, 50):>15.2f}" if firsts else f"{'':>15}"
-                print(f"{name:<12}{path:<8}{rate:>9.0f}{ms(lat, 50):>9.2f}{ms(lat, 90):>9.2f}"
-                      f"{ms(lat, 99):>9.2f}{first}{events}")
-            added = ms(results["guard"][1], 50) - ms(results["direct"][1], 50)
-            print(f"{'':<12}added p50 latency through the guard: {added:.2f} ms; throughput "
-                  f"{results['guard'][0] / results['direct'][0]:.0%} of direct")
+        print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, keep-alive connections, "
+              f"guard with an API key")
+        print(f"{'workload':<12}{'threads':>7} {'path':<8}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}"
+              f"{'p99 ms':>9}{'1st-event p50':>15}{'events/s':>11}")
+        for threads in (int(t) for t in args.threads.split(",")):
+            for name, one, total in (("json", one_json, args.requests),
+                                     (f"sse x{args.events}", one_sse, args.sse_requests)):
+                results = {}
+                for path, port in (("direct", engine_port), ("guard", guard_port)):
+                    cpu_before = cpu_seconds(guard.pid)
+                    rate, lat, firsts = run_load(port, total, threads, one, auth)
+                    cpu_after = cpu_seconds(guard.pid)
+                    results[path] = (rate, lat, firsts)
+                    events = f"{rate * args.events:>11.0f}" if firsts else f"{'':>11}"
+                    first = f"{ms(firsts, 50):>15.2f}" if firsts else f"{'':>15}"
+                    print(f"{name:<12}{threads:>7} {path:<8}{rate:>9.0f}{ms(lat, 50):>9.2f}"
+                          f"{ms(lat, 90):>9.2f}{ms(lat, 99):>9.2f}{first}{events}")
+                added = ms(results["guard"][1], 50) - ms(results["direct"][1], 50)
+                cpu = ""
+                if cpu_before is not None:  # includes the warm-up requests: an upper bound
+                    cpu = f"; guard CPU {(cpu_after - cpu_before) / total * 1e6:.0f} us/request"
+                print(f"{'':<20}added p50 latency through the guard: {added:.2f} ms; throughput "
+                      f"{results['guard'][0] / results['direct'][0]:.0%} of direct{cpu}")
     finally:
         for child in (guard, engine):
             child.stdin.close()

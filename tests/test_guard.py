@@ -13,6 +13,7 @@ import select
 import socket
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -59,6 +60,7 @@ class EngineStub(ThreadingHTTPServer):
 class StubHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     timeout = WAIT
+    disable_nagle_algorithm = True  # it sends head and body separately
 
     def log_message(self, *args):
         pass
@@ -418,6 +420,18 @@ def test_keep_alive_reuses_client_and_engine_connections(make_guard):
     assert len(engine_ports) == 1
 
 
+def test_stream_events_are_not_held_back_by_nagle(make_guard):
+    g = make_guard()
+    with requests.Session() as session:
+        session.get(g.url + "/sse-quick", timeout=WAIT)
+        started = time.monotonic()
+        for _ in range(10):
+            assert session.get(g.url + "/sse-quick", timeout=WAIT).text.endswith("[DONE]\n\n")
+        # The head and the events leave in separate sends. With Nagle on, each send after the
+        # first waits for the client's delayed ACK: at least 10 x 40 ms.
+        assert time.monotonic() - started < 0.3
+
+
 def test_post_bodies_with_content_length_and_chunked(make_guard):
     g = make_guard()
     small = b'{"text": "hello"}'
@@ -599,6 +613,17 @@ def test_stop_frees_the_port(make_guard):
         with socket.create_server(("127.0.0.1", g.port)):
             pass
     g.stop()  # idempotent
+
+
+def test_stop_closes_open_streams(make_guard, engine):
+    g = make_guard()
+    response = get(g, "/sse-abandoned", stream=True)
+    chunks = response.iter_content(chunk_size=None)
+    assert next(chunks) == b"data: 0\n\n"
+    g.stop()
+    assert engine.proxy_hung_up.wait(WAIT)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):  # cut, not ended
+        b"".join(chunks)
 
 
 def test_start_raises_when_the_port_is_taken(engine):
