@@ -1,8 +1,27 @@
+import os
+
 import pytest
 
 import entrypoint
+
+TARGET = os.environ.get("BUNDLE_TEST_TARGET", "standin")
 
 
 @pytest.fixture(scope="session")
 def catalogue():
     return entrypoint.Catalogue.load()
+
+
+def pytest_collection_modifyitems(config, items):
+    """GPU mode (make test-gpu): what only the stand-in guarantees is relaxed, not silently passed."""
+    if TARGET not in ("standin", "gpu"):
+        raise pytest.UsageError(f"BUNDLE_TEST_TARGET={TARGET!r}: expected standin or gpu")
+    if TARGET == "gpu":
+        skip = pytest.mark.skip(reason="stand-in-only assertion (exact text, start-up timing)")
+        for item in items:
+            if item.get_closest_marker("standin_only"):
+                item.add_marker(skip)
+
+
+def pytest_report_header(config):
+    return f"engine under test: {'CPU STAND-IN (not the real engine)' if TARGET == 'standin' else 'real SGLang on GPUs'}"
