@@ -69,6 +69,8 @@ def test_override(port: int, environment: dict, gpu_machine: str = "h200x4", res
             "pull_policy": "never",
             "build": yaml_tag("!reset", None),
             "deploy": yaml_tag("!reset", {}),
+            # These sandboxed Docker hosts refuse RLIMIT_MEMLOCK -1 (GPU hosts need it for NCCL).
+            "ulimits": yaml_tag("!reset", {}),
             "volumes": yaml_tag("!override", [
                 f"{FIXTURES / 'bin' / 'nvidia-smi'}:/usr/local/bin/nvidia-smi:ro",
                 f"{FIXTURES / 'gpu' / gpu_machine}:/gpu:ro",

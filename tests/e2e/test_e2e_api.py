@@ -74,7 +74,8 @@ def test_sglang_bench_serving_completes(served, tmp_path):
                        check=True, capture_output=True, timeout=120)
         offline = ["--tokenizer", str(tokenizer)]
     result = subprocess.run(
-        [sys.executable, "-m", "sglang.bench_serving", "--backend", "sglang", "--host", "127.0.0.1",
+        [sys.executable, str(ROOT / "tests" / "standin" / "run_bench_serving.py"), "--backend", "sglang",
+         "--host", "127.0.0.1",
          "--port", str(served.port), "--dataset-name", "random-ids", "--num-prompts", "24",
          "--random-input-len", "64", "--random-output-len", "16", *offline,
          "--output-file", str(tmp_path / "bench.jsonl"), "--max-concurrency", "8"],

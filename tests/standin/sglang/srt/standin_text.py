@@ -18,7 +18,7 @@ WORDS = (
     "mike november oscar papa quebec romeo sierra tango uniform victor whiskey "
     "xray yankee zulu red orange yellow green blue indigo violet amber copper "
     "silver cobalt olive maroon teal one two three four five six seven eight "
-    "nine ten eleven twelve north south east west stand-in placeholder cpu "
+    "nine ten eleven twelve north south east west standin placeholder cpu "
     "deterministic"
 ).split()
 

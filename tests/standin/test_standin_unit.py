@@ -1,0 +1,201 @@
+"""Quick checks of the SGLang CPU stand-in itself (not of the bundle).
+
+Everything runs in subprocesses with PYTHONPATH=tests/standin, so the stand-in's
+``sglang`` stub package never enters this pytest process (where the real SGLang
+may be imported by other tests).
+
+Set STANDIN_REAL_SGLANG_PYTHON to an interpreter that has the real sglang
+0.5.23 installed to also compare the two parsers (help text, namespaces and
+error messages, exit codes).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CATALOGUE = ROOT / "sglang_flags.json"
+PY = shutil.which("python3") or sys.executable
+
+
+def standin_env(**extra):
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(HERE), STANDIN_FLAG_CATALOGUE=str(CATALOGUE), PYTHONDONTWRITEBYTECODE="1")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_py(code, *args, env=None, timeout=60):
+    return subprocess.run([PY, "-c", textwrap.dedent(code), *args], capture_output=True, text=True,
+                          env=env or standin_env(), timeout=timeout, cwd=str(HERE.parent))
+
+
+PARSE = """
+import argparse, json, sys
+from sglang.srt.server_args import ServerArgs
+p = argparse.ArgumentParser(prog="sglang serve")
+ServerArgs.add_cli_args(p)
+argv = json.loads(sys.argv[1])
+if argv == ["--help"]:
+    sys.stdout.write(p.format_help()); sys.exit(0)
+print(json.dumps(vars(p.parse_args(argv)), sort_keys=True, default=repr))
+"""
+
+
+def parse(argv, env=None):
+    return run_py(PARSE, json.dumps(argv), env=env)
+
+
+def test_abbreviations_and_errors_like_sglang():
+    ok = parse(["--model", "m", "--tp", "4", "--max-total-tokens", "1Ki", "--context-length", "8192"])
+    assert ok.returncode == 0, ok.stderr
+    ns = json.loads(ok.stdout)
+    assert (ns["model_path"], ns["tp_size"], ns["max_total_tokens"], ns["context_length"]) == ("m", 4, 1024, 8192)
+    amb = parse(["--model-path", "m", "--pp", "2"])
+    assert amb.returncode == 2
+    assert "sglang serve: error: ambiguous option: --pp could match --pp-size, --pp-max-micro-batch-size, " \
+           "--pp-async-batch-depth" in amb.stderr
+    unk = parse(["--model-path", "m", "--cpu-offload-gigabytes", "4"])
+    assert unk.returncode == 2 and "unrecognized arguments: --cpu-offload-gigabytes 4" in unk.stderr
+    missing = parse([])
+    assert missing.returncode == 2 and "the following arguments are required: --model-path" in missing.stderr
+    dep = parse(["--model-path", "m", "--disable-cuda-graph"])
+    assert dep.returncode == 0 and json.loads(dep.stdout)["disable_cuda_graph"] is True
+    assert "'--disable-cuda-graph' is deprecated and will be removed in a future release." in dep.stderr
+
+
+def _norm(text):
+    # The catalogue sorts choices; the real parser keeps list order (and set order varies per run).
+    text = re.sub(r"\{([^{}]*)\}", lambda m: "{" + ",".join(sorted(m.group(1).split(","))) + "}", text)
+    return re.sub(r"\(choose from ([^)]*)\)",
+                  lambda m: "(choose from " + ", ".join(sorted(m.group(1).split(", "))) + ")", text)
+
+
+@pytest.mark.skipif(not os.environ.get("STANDIN_REAL_SGLANG_PYTHON"),
+                    reason="set STANDIN_REAL_SGLANG_PYTHON to compare with the real parser")
+def test_same_parser_as_real_sglang():
+    real_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    cases = [["--help"], ["--model-path", "m", "--tp", "4"], ["--model-path", "m", "--pp", "2"],
+             ["--model-path", "m", "--cpu-offload-gigabytes", "1"], ["--model-path", "m", "--tp-size", "x"],
+             ["--model-path", "m", "--max-total-tokens", "1.5Ki"], ["--model-path", "m", "--dllm-fdfo", "--no-dllm-fdfo"],
+             ["--model-path", "m", "--monokernel-backend", "amd"], ["--model-path", "m", "--log-requests-level", "9"],
+             ["--model-path", "m", "--cuda-graph-backend-decode", "tc_piecewise"]]
+    for argv in cases:
+        mine = parse(argv)
+        real = subprocess.run([os.environ["STANDIN_REAL_SGLANG_PYTHON"], "-c", PARSE, json.dumps(argv)],
+                              capture_output=True, text=True, env=real_env, timeout=120, cwd="/")
+        strip = lambda s: _norm("\n".join(l for l in s.splitlines() if "Warning" not in l and "warn(" not in l))
+        assert (mine.returncode, _norm(mine.stdout), strip(mine.stderr)) == \
+               (real.returncode, _norm(real.stdout), strip(real.stderr)), argv
+
+
+def test_text_is_deterministic_prefix_stable_and_counts_words():
+    out = run_py("""
+        import json
+        from sglang.srt.standin_text import Generation
+        a = Generation("same prompt", 10, False)
+        b = Generation("same prompt", 4, False)
+        c = Generation("other prompt", 10, False)
+        word = a.text.split()[2]
+        s = Generation("same prompt", 10, False, stop=[word])
+        n = Generation("same prompt", None, False, default_max_new_tokens=128)
+        print(json.dumps([a.text, b.text, c.text, a.finish, s.text, s.finish, len(a.text.split()),
+                          n.finish, len(n.text.split())]))
+    """)
+    assert out.returncode == 0, out.stderr
+    a, b, c, fin, s, sfin, words, nfin, nwords = json.loads(out.stdout)
+    assert a.startswith(b) and a != c and words == 10 and fin == {"type": "length", "length": 10}
+    assert sfin["type"] == "stop" and a.startswith(s) and len(s) < len(a)
+    assert nfin == {"type": "stop", "matched": None} and 16 <= nwords <= 48
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _status(url, headers=None):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, ConnectionError):
+        return None, b""
+
+
+def test_lifecycle_auth_and_sigterm():
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [PY, "-m", "sglang.launch_server", "--model-path", "meta-llama/Llama-3.1-70B-Instruct",
+         "--port", str(port), "--api-key", "sk-unit", "--enable-metrics"],
+        env=standin_env(STANDIN_LOAD_SECONDS=1, STANDIN_WARMUP_SECONDS=0.5, STANDIN_SHUTDOWN_SECONDS=0.3,
+                        STANDIN_HEALTH_GENERATE_SECONDS=0),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(HERE.parent))
+    try:
+        seen = []
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            code, _ = _status(base + "/health")
+            if not seen or seen[-1] != code:
+                seen.append(code)
+            if code == 200:
+                break
+            time.sleep(0.05)
+        assert seen[0] is None and 503 in seen and seen[-1] == 200, seen
+        auth = {"Authorization": "Bearer sk-unit"}
+        assert _status(base + "/v1/models")[0] == 401
+        assert _status(base + "/v1/models", {"Authorization": "sk-unit"})[0] == 401
+        code, body = _status(base + "/v1/models", auth)
+        assert code == 200 and json.loads(body)["data"][0]["id"] == "meta-llama/Llama-3.1-70B-Instruct"
+        code, body = _status(base + "/metrics")
+        assert code == 200 and b"sglang:num_running_reqs" in body
+        code, body = _status(base + "/server_info", auth)
+        assert code == 200 and json.loads(body)["api_key"] == "sk-unit"  # leaked, as real SGLang does
+        req = urllib.request.Request(base + "/v1/chat/completions", method="POST", headers=dict(
+            auth, **{"Content-Type": "application/json"}), data=json.dumps(
+            {"model": "x", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}).encode())
+        with urllib.request.urlopen(req, timeout=10) as r:
+            reply = json.loads(r.read())
+        assert len(reply["choices"][0]["message"]["content"].split()) == 5
+        assert reply["usage"]["completion_tokens"] == 5
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    log = proc.stdout.read()
+    assert log.splitlines()[0].startswith("SGLang CPU STAND-IN (not the real engine, no model)")
+    for needle in ("server_args={", "'api_key': 'sk-unit'", "Load weight begin. avail mem=",
+                   "Loading safetensors checkpoint shards:  50% Completed", "Load weight end.",
+                   "Memory pool end.", "CUDA graph begin.", f"Uvicorn running on http://127.0.0.1:{port}",
+                   "The server is fired up and ready to roll!", "SIGTERM received.", "Finished server process"):
+        assert needle in log, needle
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--tp-size", "2", "--dp-size", "2", "--nnodes", "2"], "multi-node data-parallel replicas are not supported"),
+    (["--tp-size", "3", "--nnodes", "2"], "tp_size must be divisible by number of nodes"),
+    (["--api-key", "k", "--tokenizer-worker-num", "2"], "API key is not supported in multi-tokenizer mode"),
+    (["--served-model-name", "a:b"], "served_model_name cannot contain a colon"),
+])
+def test_startup_checks_exit_1(args, message):
+    r = subprocess.run([PY, "-m", "sglang.launch_server", "--model-path", "m", "--port", str(_free_port()), *args],
+                       capture_output=True, text=True, env=standin_env(STANDIN_LOAD_SECONDS=0), timeout=30,
+                       cwd=str(HERE.parent))
+    assert r.returncode == 1 and f"AssertionError: {message}" in r.stderr, r.stderr[-2000:]
