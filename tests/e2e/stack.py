@@ -166,6 +166,12 @@ class Stack:
         assert pids, "no engine process in the container"
         return int(pids[0])
 
+    def signal_engine(self, signame: str, pid: int | None = None) -> int:
+        """Send a signal to the engine process from inside the container (no procps needed)."""
+        pid = pid or self.engine_pid()
+        self.exec("python3", "-c", f"import os, signal; os.kill({pid}, signal.{signame})")
+        return pid
+
     def headers(self, key: str | None = "default") -> dict:
         key = self.api_key if key == "default" else key
         return {"Authorization": f"Bearer {key}"} if key else {}

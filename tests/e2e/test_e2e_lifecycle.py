@@ -77,7 +77,7 @@ def test_sigterm_stops_within_the_grace_period(make_stack):
 def test_killed_engine_is_brought_back_by_the_restart_policy(make_stack):
     stack = make_stack(api_key=False)
     stack.up()
-    stack.exec("kill", "-9", str(stack.engine_pid()))
+    stack.signal_engine("SIGKILL")
     wait_for(lambda: stack.inspect()["RestartCount"] >= 1, 60, "a restart")
     wait_for(lambda: stack.health() == "healthy", READY_TIMEOUT, "healthy again")
     assert probe(stack) == 200
@@ -86,12 +86,11 @@ def test_killed_engine_is_brought_back_by_the_restart_policy(make_stack):
 def test_healthcheck_turns_unhealthy_when_the_engine_stops_answering(make_stack):
     stack = make_stack(api_key=False)
     stack.up()
-    pid = stack.engine_pid()
-    stack.exec("kill", "-STOP", str(pid))
+    pid = stack.signal_engine("SIGSTOP")
     try:
         wait_for(lambda: stack.health() == "unhealthy", 60, "unhealthy")
     finally:
-        stack.exec("kill", "-CONT", str(pid), check=False)
+        stack.signal_engine("SIGCONT", pid)
     wait_for(lambda: stack.health() == "healthy", 60, "healthy after the engine resumes")
 
 
