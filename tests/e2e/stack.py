@@ -57,7 +57,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_override(port: int, environment: dict, gpu_machine: str = "h200x4", restart: str | None = None) -> dict:
+def compose_override(port: int, environment: dict, gpu_machine: str = "h200x4", restart: str | None = None) -> dict:
     engine = {
         "ports": yaml_tag("!override", [f"127.0.0.1:{port}:8000"]),
         "healthcheck": {"interval": "1s", "timeout": "5s", "retries": 2, "start_period": "600s"},
@@ -123,7 +123,7 @@ class Stack:
         self.compose_file = workdir / "docker-compose.yml"
         self.compose_file.write_text(render.render(data, self.deployment, params, self.compose_file, "test"))
         self.override_file = workdir / "override.yml"
-        self.override_file.write_text(yaml.safe_dump(test_override(
+        self.override_file.write_text(yaml.safe_dump(compose_override(
             self.port, {"BUNDLE_PREFLIGHT": "1", **(environment or {})}, gpu_machine, restart)))
         self.base = f"http://127.0.0.1:{self.port}"
 

@@ -8,7 +8,7 @@ import pytest
 import requests
 import yaml
 
-from stack import FIXTURES, ROOT, STANDIN, free_port, test_override
+from stack import FIXTURES, ROOT, STANDIN, free_port, compose_override
 
 pytestmark = pytest.mark.skipif(not STANDIN, reason="drives the stand-in image through make")
 
@@ -26,7 +26,7 @@ def deploy_env(tmp_path, test_image):
     secrets.mkdir()
     (secrets / "hf_token").write_text("hf_dummy\n")
     override = tmp_path / "override.yml"
-    override.write_text(yaml.safe_dump(test_override(port, {"BUNDLE_PREFLIGHT": "1"})))
+    override.write_text(yaml.safe_dump(compose_override(port, {"BUNDLE_PREFLIGHT": "1"})))
     args = [f"PORT={port}", f"SECRETS_DIR={secrets}", f"OVERRIDE={override}"]
     yield port, args
     make("down", *args)
