@@ -83,6 +83,13 @@ def compose_override(port: int, environment: dict, gpu_machine: str = "h200x4", 
     return {"services": {"engine": engine}}
 
 
+def hardware_under_test(data) -> str:
+    """Stand-in mode renders the seed's 4x H100; GPU mode the profile of the host it runs on."""
+    if os.environ.get("BUNDLE_TEST_HARDWARE"):
+        return os.environ["BUNDLE_TEST_HARDWARE"]
+    return "h100x4" if STANDIN else render.detect_hardware(data)
+
+
 class Tagged:
     def __init__(self, tag, value):
         self.tag, self.value = tag, value
@@ -106,7 +113,7 @@ yaml.SafeDumper.add_representer(Tagged, _represent_tagged)
 class Stack:
     """One deployment: render + override + `docker compose` under a unique project name."""
 
-    def __init__(self, workdir: Path, hardware="h100x4", preset="basic", environment=None, api_key=True,
+    def __init__(self, workdir: Path, hardware=None, preset="basic", environment=None, api_key=True,
                  gpu_machine="h200x4", restart=None, params: render.Params | None = None):
         self.workdir = workdir
         self.port = free_port()
@@ -117,6 +124,7 @@ class Stack:
         (secrets / "api_key").write_text(CANARY_API_KEY + "\n")
         self.api_key = CANARY_API_KEY if api_key else None
         data = render.load_data()
+        hardware = hardware or hardware_under_test(data)
         self.deployment = render.resolve(data, hardware, preset)
         params = params or render.Params(port=self.port, secrets_dir=str(secrets),
                                          api_key_file=str(secrets / "api_key") if api_key else None)

@@ -4,9 +4,8 @@ Everything runs in subprocesses with PYTHONPATH=tests/standin, so the stand-in's
 ``sglang`` stub package never enters this pytest process (where the real SGLang
 may be imported by other tests).
 
-Set STANDIN_REAL_SGLANG_PYTHON to an interpreter that has the real sglang
-0.5.23 installed to also compare the two parsers (help text, namespaces and
-error messages, exit codes).
+The two parsers (help text, namespaces, error messages, exit codes) are compared against the
+real sglang 0.5.23 of the test venv (this interpreter), or of STANDIN_REAL_SGLANG_PYTHON.
 """
 import json
 import os
@@ -83,8 +82,9 @@ def _norm(text):
                   lambda m: "(choose from " + ", ".join(sorted(m.group(1).split(", "))) + ")", text)
 
 
-@pytest.mark.skipif(not os.environ.get("STANDIN_REAL_SGLANG_PYTHON"),
-                    reason="set STANDIN_REAL_SGLANG_PYTHON to compare with the real parser")
+REAL_SGLANG_PYTHON = os.environ.get("STANDIN_REAL_SGLANG_PYTHON", sys.executable)
+
+
 def test_same_parser_as_real_sglang():
     real_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     cases = [["--help"], ["--model-path", "m", "--tp", "4"], ["--model-path", "m", "--pp", "2"],
@@ -94,7 +94,7 @@ def test_same_parser_as_real_sglang():
              ["--model-path", "m", "--cuda-graph-backend-decode", "tc_piecewise"]]
     for argv in cases:
         mine = parse(argv)
-        real = subprocess.run([os.environ["STANDIN_REAL_SGLANG_PYTHON"], "-c", PARSE, json.dumps(argv)],
+        real = subprocess.run([REAL_SGLANG_PYTHON, "-c", PARSE, json.dumps(argv)],
                               capture_output=True, text=True, env=real_env, timeout=120, cwd="/")
         strip = lambda s: _norm("\n".join(l for l in s.splitlines() if "Warning" not in l and "warn(" not in l))
         assert (mine.returncode, _norm(mine.stdout), strip(mine.stderr)) == \
