@@ -19,18 +19,28 @@ def make(*args, timeout=300):
                           timeout=timeout, env=env)
 
 
-@pytest.fixture
-def deploy_env(tmp_path, test_image):
+def deploy_args(tmp_path, override_for_port) -> tuple[int, list[str]]:
+    """make variables for a deployment on a free port, with a dummy token and a test override."""
     port = free_port()
+    override = override_for_port(port)
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "hf_token").write_text("hf_dummy\n")
-    override = tmp_path / "override.yml"
-    override.write_text(yaml.safe_dump(compose_override(port, {"BUNDLE_PREFLIGHT": "1"})))
-    args = [f"PORT={port}", f"SECRETS_DIR={secrets}", f"OVERRIDE={override}"]
-    yield port, args
+    override_file = tmp_path / "override.yml"
+    override_file.write_text(yaml.safe_dump(override).replace("build: null", "build: !reset null"))
+    return port, [f"PORT={port}", f"SECRETS_DIR={secrets}", f"OVERRIDE={override_file}"]
+
+
+def clean_up(port, args):
     make("down", *args)
     shutil.rmtree(ROOT / "deploy" / f"port-{port}", ignore_errors=True)
+
+
+@pytest.fixture
+def deploy_env(tmp_path, test_image):
+    port, args = deploy_args(tmp_path, lambda port: compose_override(port, {"BUNDLE_PREFLIGHT": "1"}))
+    yield port, args
+    clean_up(port, args)
 
 
 def test_make_deploy_waits_until_ready_and_prints_a_working_endpoint(deploy_env):
@@ -52,22 +62,15 @@ def test_make_deploy_waits_until_ready_and_prints_a_working_endpoint(deploy_env)
 
 def test_make_deploy_without_gpu_support_stops_with_a_clear_message(tmp_path, test_image):
     """On these machines Docker has no NVIDIA runtime: the real GPU reservation must fail clearly."""
-    port = free_port()
-    secrets = tmp_path / "secrets"
-    secrets.mkdir()
-    (secrets / "hf_token").write_text("hf_dummy\n")
-    override = tmp_path / "image-only.yml"
-    override.write_text(yaml.safe_dump({"services": {"engine": {"image": test_image, "pull_policy": "never",
-                                                                "build": None}}}).replace("build: null", "build: !reset null"))
-    args = [f"PORT={port}", f"SECRETS_DIR={secrets}", f"OVERRIDE={override}"]
+    port, args = deploy_args(tmp_path, lambda _port: {"services": {"engine": {
+        "image": test_image, "pull_policy": "never", "build": None}}})
     try:
         result = make("deploy", "HARDWARE=h100x4", "PRESET=basic", *args)
         assert result.returncode != 0
         assert "Docker cannot give the container its GPUs" in result.stderr, result.stderr
         assert "NVIDIA Container Toolkit" in result.stderr
     finally:
-        make("down", *args)
-        shutil.rmtree(ROOT / "deploy" / f"port-{port}", ignore_errors=True)
+        clean_up(port, args)
 
 
 def test_make_deploy_without_hardware_lists_the_profiles():
