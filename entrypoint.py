@@ -671,7 +671,7 @@ def required_driver(environ) -> int:
     return max(fitting) if fitting else 0
 
 
-def preflight(config: EngineConfig, environ, gpus: list[Gpu]) -> list[str]:
+def preflight(config: EngineConfig, environ, gpus: list[Gpu], shm_bytes: int | None = None) -> list[str]:
     """Refuse what cannot start; return warnings for what might be slow or fragile."""
     v, notes = config.values, []
     if not gpus:
@@ -702,9 +702,10 @@ def preflight(config: EngineConfig, environ, gpus: list[Gpu]) -> list[str]:
         if not plan.fits:
             raise ConfigError(f"{model} does not fit on {used[0].name} x{per_node}: {plan.explain()}")
         notes.append(f"memory: {plan.explain()}")
-    shm = shutil.disk_usage("/dev/shm").total if os.path.exists("/dev/shm") else 0
-    if per_node > 1 and shm < GIB:
-        notes.append(f"/dev/shm is {shm // 2 ** 20} MiB and IPC looks private: tensor parallelism needs "
+    if shm_bytes is None:
+        shm_bytes = shutil.disk_usage("/dev/shm").total if os.path.exists("/dev/shm") else 0
+    if per_node > 1 and shm_bytes < GIB:
+        notes.append(f"/dev/shm is {shm_bytes // 2 ** 20} MiB and IPC looks private: tensor parallelism needs "
                      "shared memory; use `ipc: host` (the rendered compose files do)")
     return notes
 

@@ -300,6 +300,15 @@ def test_preflight_refuses_old_driver_for_cuda13():
     assert entrypoint.required_driver({"CUDA_VERSION": "12.8.1"}) == 570
 
 
+def test_preflight_warns_about_docker_default_shm_for_tensor_parallel():
+    config = build_config({"ENGINE_TP_SIZE": "4"}, [], entrypoint.Catalogue.load())
+    environ = {"CUDA_VERSION": "13.0.1"}
+    notes = entrypoint.preflight(config, environ, gpus_of("h200x4"), shm_bytes=64 * 2 ** 20)
+    assert any("/dev/shm is 64 MiB" in n and "ipc: host" in n for n in notes)
+    assert not any("/dev/shm" in n for n in entrypoint.preflight(config, environ, gpus_of("h200x4"),
+                                                                  shm_bytes=512 * 2 ** 30))
+
+
 def test_preflight_without_gpus_says_what_to_check():
     config = build_config({}, [], entrypoint.Catalogue.load())
     with pytest.raises(ConfigError, match="no GPU visible.*BUNDLE_PREFLIGHT=0"):
