@@ -72,7 +72,7 @@ readme: | $(PY) ## regenerate the hardware/preset table in README.md
 	$(PY) -m bundle.readme
 
 catalogue: ## regenerate sglang_flags.json from the installed SGLang (needs the test venv)
-	$(PY) tools/gen_flag_catalogue.py > sglang_flags.json
+	$(PY) tools/gen_flag_catalogue.py > sglang_flags.json.new && mv sglang_flags.json.new sglang_flags.json
 
 provision: ## developers/CI: Docker engine, Compose v2, test venv, local test images (no registry)
 	bash .ci/provision

@@ -56,6 +56,32 @@ def test_catalogue_matches_the_real_parser():
     assert json.loads(json.dumps(fresh, sort_keys=True)) == stored, "regenerate with `make catalogue`"
 
 
+SAMPLE_VALUES = {"int": "2", "float": "0.5", "str": "x", "human_readable_int": "4k", "json": "{}"}
+
+
+def sample_value(flag):
+    if flag.kind != "value":
+        return "true"
+    return str(flag.choices[0]) if flag.choices else SAMPLE_VALUES[flag.type]
+
+
+def test_every_env_name_yields_argv_the_real_parser_accepts(catalogue):
+    """All 559 ENGINE_* names, each through the entrypoint's conversion, into the strict real parser."""
+    parser = strict_parser()
+    rejected = []
+    for flag in catalogue.flags:
+        for option in flag.options:
+            name = entrypoint.env_name_for_option(option)
+            tokens, _ = entrypoint.env_to_argv(flag, option, sample_value(flag), name)
+            try:
+                namespace = parser.parse_args(["--model-path", "m", *tokens])
+            except (SystemExit, argparse.ArgumentError) as err:
+                rejected.append(f"{name}: {tokens}: {err}")
+                continue
+            assert hasattr(namespace, flag.dest)
+    assert not rejected, "\n".join(rejected)
+
+
 ALL_PAIRS = render.pairs(render.load_data())
 
 

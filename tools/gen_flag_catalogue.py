@@ -45,9 +45,9 @@ def describe(action):
         "LoRAPathAction": "value",
     }
     cls = type(action).__name__
-    kind = kind_by_class[cls]
-    if kind == "value" and action.nargs == 0:
-        kind = "switch"
+    # A flag is a switch when it takes no value (nargs=0), whatever its action class says:
+    # DeprecatedStoreConstAction retires booleans and valued flags alike (--monokernel-backend amd).
+    kind = kind_by_class[cls] if action.nargs == 0 else "value"
     type_name = getattr(action.type, "__name__", None) or "str"
     entry = {
         "options": list(action.option_strings),
