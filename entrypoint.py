@@ -41,6 +41,9 @@ FLAG_ENV_PREFIX = "ENGINE_"
 CATALOGUE_PATH = Path(__file__).with_name("sglang_flags.json")
 ENGINE_LAUNCH_COMMAND = ("python3", "-m", "sglang.launch_server")
 SECRET_PLACEHOLDER = "<redacted>"
+# Where the running entrypoint notes the guard's port, for --healthcheck (which Docker runs without
+# the container's arguments, so it cannot rebuild the configuration itself).
+GUARD_STATE_FILE = Path("/tmp/bundle-guard.json")
 DEFAULT_MODEL = "meta-llama/Llama-3.1-70B-Instruct"
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "y", "on"})
@@ -95,12 +98,29 @@ SECRET_FLAGS = ("--api-key", "--admin-api-key")
 
 # Flags the bundle owns: the guard publishes --host/--port, the engine stays on loopback.
 GUARD_FLAGS = ("--host", "--port")
+_NO_HTTP = ("it replaces the HTTP server with gRPC, so the OpenAI API, the guard and the healthcheck "
+            "would have nothing to talk to")
+_TLS = ("TLS on the engine would break the guard, which talks plain HTTP to it on loopback: terminate "
+        "TLS in front of the published port (a reverse proxy or load balancer)")
 REFUSED_FLAGS = {
-    "--grpc-mode": "it replaces the HTTP server with gRPC, so the OpenAI API, the guard and the "
-                   "healthcheck would have nothing to talk to",
-    "--smg-grpc-mode": "it replaces the HTTP server with gRPC, so the OpenAI API, the guard and "
-                       "the healthcheck would have nothing to talk to",
+    "--grpc-mode": _NO_HTTP,
+    "--smg-grpc-mode": _NO_HTTP,
+    "--ssl-keyfile": _TLS,
+    "--ssl-certfile": _TLS,
+    "--ssl-ca-certs": _TLS,
+    "--ssl-keyfile-password": _TLS,
+    "--enable-ssl-refresh": _TLS,
+    "--fastapi-root-path": "the guard checks API keys by route path; serve under a prefix from the proxy in front",
 }
+
+# Kubernetes (and legacy Docker links) inject <SERVICE>_PORT=tcp://..., <SERVICE>_SERVICE_HOST and
+# friends for every service in the namespace; a service named "engine" would look like our flags.
+SERVICE_LINK = re.compile(r"ENGINE_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)")
+SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://")
+
+
+def is_service_link(name: str, value: str) -> bool:
+    return bool(SERVICE_LINK.fullmatch(name)) or (name == "ENGINE_PORT" and bool(SERVICE_LINK_VALUE.match(value)))
 
 
 def env_name_for_option(option: str) -> str:
@@ -306,7 +326,7 @@ def collect_environment(environ, catalogue: Catalogue) -> dict:
             flag = catalogue.by_option[ALIASES[name]]
             option = ALIASES[name]
         elif name.startswith(FLAG_ENV_PREFIX):
-            if name in secret_names:
+            if name in secret_names or is_service_link(name, text):
                 continue
             if name not in catalogue.by_env:
                 raise ConfigError(f"{name} is not a setting: no SGLang {catalogue.sglang_version} flag "
@@ -511,10 +531,19 @@ KV_BYTES = {"auto": None, "bf16": 2, "bfloat16": 2, "fp8_e4m3": 1, "fp8_e5m2": 1
 ASSUMED_MEM_FRACTION = 0.85
 
 
+def is_fp8_quantization(quant: dict) -> bool:
+    """FP8 in any of the checkpoint formats: fp8/ModelOpt name it; compressed-tensors (RedHatAI)
+    describes it as 8-bit float weights in its config groups."""
+    if "fp8" in json.dumps(quant).lower():
+        return True
+    groups = (quant.get("config_groups") or {}).values()
+    return any((group.get("weights") or {}).get("num_bits") == 8 and
+               (group.get("weights") or {}).get("type") == "float" for group in groups)
+
+
 def shape_from_config(config: dict) -> ModelShape:
     heads = config["num_attention_heads"]
-    quant = (config.get("quantization_config") or {})
-    is_fp8 = "fp8" in json.dumps(quant).lower()
+    is_fp8 = is_fp8_quantization(config.get("quantization_config") or {})
     return ModelShape(layers=config["num_hidden_layers"], hidden=config["hidden_size"],
                       intermediate=config["intermediate_size"], heads=heads,
                       kv_heads=config.get("num_key_value_heads", heads),
@@ -723,6 +752,16 @@ PARSE_CHECK = (
 )
 
 
+def installed_engine_version(catalogue: Catalogue) -> str:
+    from importlib import metadata
+    try:
+        installed = metadata.version("sglang")
+    except metadata.PackageNotFoundError:
+        installed = "not installed as a distribution"
+    same = "" if installed == catalogue.sglang_version else " (differs: the parse check decides)"
+    return f"SGLang in this image: {installed}; flag catalogue: {catalogue.sglang_version}{same}"
+
+
 def check_with_engine_parser(engine_argv: list[str]) -> None:
     flags = engine_argv[len(ENGINE_LAUNCH_COMMAND):]
     result = subprocess.run([sys.executable, "-c", PARSE_CHECK, *flags], capture_output=True, text=True)
@@ -770,6 +809,7 @@ def run_engine(config: EngineConfig, environ, secrets, hf_token) -> int:
     except OSError as err:
         log(f"cannot listen on {v['host']}:{v['port']}: {err}")
         return 1
+    GUARD_STATE_FILE.write_text(json.dumps({"port": int(v["port"])}))
 
     engine = subprocess.Popen(config.engine_argv(environ), env=engine_environment(environ, hf_token),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
@@ -795,9 +835,11 @@ def run_engine(config: EngineConfig, environ, secrets, hf_token) -> int:
 
 
 def healthcheck(environ, catalogue: Catalogue) -> int:
-    chosen = collect_environment(environ, catalogue)
-    port_entry = chosen.get("port")
-    port = port_entry[2] if port_entry else int(DEFAULT_FLAGS["--port"])
+    try:
+        port = json.loads(GUARD_STATE_FILE.read_text())["port"]
+    except (OSError, ValueError, KeyError):  # not started yet: the configured port
+        port_entry = collect_environment(environ, catalogue).get("port")
+        port = port_entry[2] if port_entry else int(DEFAULT_FLAGS["--port"])
     path = bundle_setting("BUNDLE_HEALTHCHECK_PATH", environ)
     timeout = float(bundle_setting("BUNDLE_HEALTHCHECK_TIMEOUT", environ))
     url = f"http://127.0.0.1:{port}{path}"
@@ -854,16 +896,18 @@ def main(argv: list[str]) -> int:
         hf_token = file_env("HF_TOKEN", environ)
         secrets = [s for s in (config.api_key, config.admin_api_key, hf_token) if s]
         engine_argv = config.engine_argv(environ)
-        if mode == "--print-command":
-            for warning in config.warnings:
-                log(f"warning: {warning}")
-            print(json.dumps([redact(token, secrets) for token in engine_argv]))
-            return 0
         for warning in config.warnings:
             log(f"warning: {warning}")
-        if bundle_setting("BUNDLE_PREFLIGHT", environ):
+        # --print-command runs preflight only when asked for explicitly; a start runs it by default.
+        wants_preflight = (environ.get("BUNDLE_PREFLIGHT") is not None if mode else True) \
+            and bundle_setting("BUNDLE_PREFLIGHT", environ)
+        if wants_preflight:
             for note in preflight(config, environ, detect_gpus()):
                 log(note)
+        if mode == "--print-command":
+            print(json.dumps([redact(token, secrets) for token in engine_argv]))
+            return 0
+        log(installed_engine_version(catalogue))
         if bundle_setting("BUNDLE_PARSE_CHECK", environ):
             check_with_engine_parser(engine_argv)
     except ConfigError as err:

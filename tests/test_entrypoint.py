@@ -395,3 +395,39 @@ def test_list_env_covers_every_flag(catalogue):
 def test_healthcheck_fails_when_nothing_listens():
     result = run_entrypoint("--healthcheck", env={"PORT": "9", "BUNDLE_HEALTHCHECK_TIMEOUT": "2"})
     assert result.returncode == 1
+
+
+def test_kubernetes_service_links_are_not_mistaken_for_flags():
+    links = {"ENGINE_PORT": "tcp://10.0.0.1:8000", "ENGINE_SERVICE_HOST": "10.0.0.1",
+             "ENGINE_SERVICE_PORT": "8000", "ENGINE_PORT_8000_TCP": "tcp://10.0.0.1:8000",
+             "ENGINE_PORT_8000_TCP_ADDR": "10.0.0.1", "ENGINE_PORT_8000_TCP_PROTO": "tcp"}
+    assert argv_for(links) == argv_for({})
+    assert flags_after(argv_for({"ENGINE_PORT": "9000"}), "--port") == "9000"
+
+
+@pytest.mark.parametrize("name", ["ENGINE_SSL_KEYFILE", "ENGINE_SSL_CERTFILE", "ENGINE_SSL_KEYFILE_PASSWORD",
+                                  "ENGINE_FASTAPI_ROOT_PATH"])
+def test_flags_that_would_bypass_or_break_the_guard_are_refused(name):
+    with pytest.raises(ConfigError, match=f"{name}: --.* is not supported by the bundle"):
+        argv_for({name: "/x"})
+
+
+def test_compressed_tensors_fp8_checkpoint_is_recognised(tmp_path):
+    # The shape of RedHatAI's compressed-tensors FP8 config.json: FP8 appears only as 8-bit floats.
+    config = {"num_hidden_layers": 80, "hidden_size": 8192, "intermediate_size": 28672,
+              "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256,
+              "max_position_embeddings": 131072,
+              "quantization_config": {"quant_method": "compressed-tensors", "format": "float-quantized",
+                                      "config_groups": {"group_0": {"targets": ["Linear"],
+                                          "weights": {"num_bits": 8, "type": "float", "strategy": "tensor"},
+                                          "input_activations": {"num_bits": 8, "type": "float"}}}}}
+    shape = entrypoint.shape_from_config(config)
+    assert shape.weight_format == "fp8"
+    plan = entrypoint.plan_memory("m", shape, {"tp_size": 1}, 143771 / 1024)
+    assert plan.fits and round(plan.weights_gib, 1) == 67.7
+
+
+def test_print_command_runs_preflight_only_when_asked():
+    assert run_entrypoint("--print-command").returncode == 0
+    asked = run_entrypoint("--print-command", env={"BUNDLE_PREFLIGHT": "1"})
+    assert asked.returncode == 78 and "no GPU visible" in asked.stderr
