@@ -5,6 +5,8 @@ GPUS ?=
 PORT ?= 8000
 BIND_ADDRESS ?=
 API_KEY_FILE ?=
+ADMIN_API_KEY_FILE ?=
+ENV_FILE ?=
 ALLOW_NO_API_KEY ?=
 LORA_DIR ?=
 SECRETS_DIR ?=
@@ -15,7 +17,7 @@ PYTEST_ARGS ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPLOYED := deploy/port-$(PORT)/docker-compose.yml
-export HARDWARE PRESET GPUS PORT BIND_ADDRESS API_KEY_FILE ALLOW_NO_API_KEY LORA_DIR SECRETS_DIR OVERRIDE
+export HARDWARE PRESET GPUS PORT BIND_ADDRESS API_KEY_FILE ADMIN_API_KEY_FILE ALLOW_NO_API_KEY LORA_DIR SECRETS_DIR ENV_FILE OVERRIDE
 
 .DEFAULT_GOAL := help
 .PHONY: help presets render deploy down logs status bench eval test test-gpu provision compose-file readme catalogue
@@ -38,7 +40,8 @@ render: | $(PY) ## write one compose file: HARDWARE= PRESET= OUT= [GPUS= PORT= B
 	  $(if $(GPUS),--gpus "$(GPUS)") $(if $(filter-out 8000,$(PORT)),--port "$(PORT)") \
 	  $(if $(BIND_ADDRESS),--bind-address "$(BIND_ADDRESS)") $(if $(API_KEY_FILE),--api-key-file "$(API_KEY_FILE)") \
 	  $(if $(filter-out 0,$(ALLOW_NO_API_KEY)),--allow-no-api-key) $(if $(LORA_DIR),--lora-dir "$(LORA_DIR)") \
-	  $(if $(SECRETS_DIR),--secrets-dir "$(SECRETS_DIR)")
+	  $(if $(SECRETS_DIR),--secrets-dir "$(SECRETS_DIR)") $(if $(ADMIN_API_KEY_FILE),--admin-api-key-file "$(ADMIN_API_KEY_FILE)") \
+	  $(if $(ENV_FILE),--env-file "$(ENV_FILE)")
 
 deploy: | $(PY) ## render, validate, start and wait until ready: [HARDWARE=] PRESET= [GPUS= PORT=]
 	@$(PY) -m bundle.deploy

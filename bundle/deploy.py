@@ -5,7 +5,7 @@ Ordered single-purpose steps, each one failing with a message that says what to 
     2. choose_hardware       HARDWARE= or the one profile nvidia-smi matches
     3. render_compose_file   deploy/port-<PORT>/docker-compose.yml from the preset data
     4. validate_compose_file `docker compose config` of the real Compose binary
-    5. check_secrets         the Hugging Face token file (and API key file) exist and are not empty
+    5. check_secrets         the Hugging Face token file (and key files, ENV_FILE) exist and are not empty
     6. start                 `docker compose up -d` (builds the bundle image on top of the pinned SGLang)
     7. wait_until_ready      elapsed time and the engine's phase from its log, until the healthcheck passes
     8. wrap_up               the endpoint and a working curl example
@@ -34,7 +34,6 @@ PHASES = (
     (re.compile(r"Uvicorn running on"), "HTTP server up, warming up"),
     (re.compile(r"The server is fired up and ready to roll"), "warm-up done"),
 )
-CONFIG_ERROR_EXIT = 78
 
 
 class DeployError(Exception):
@@ -66,10 +65,10 @@ def check_docker() -> None:
                           "docker-compose-plugin package")
 
 
-def choose_hardware(data: dict, hardware: str | None) -> str:
+def choose_hardware(data: dict, hardware: str | None, gpu_ids: list) -> str:
     if hardware:
         return hardware
-    detected = render.detect_hardware(data)
+    detected = render.detect_hardware(data, gpu_ids=gpu_ids)
     say(f"detected hardware profile {detected}")
     return detected
 
@@ -96,11 +95,12 @@ def check_secrets(params: render.Params, secrets_dir: Path) -> None:
     if not token.is_file() or not token.read_text().strip():
         raise DeployError(f"{token} is missing or empty: put your Hugging Face token there "
                           f"(`install -m 600 /dev/stdin {token} <<< hf_...`); Llama 3.1 is a gated model")
-    if params.api_key_file:
-        key = Path(params.api_key_file)
-        key = key if key.is_absolute() else render.ROOT / key
-        if not key.is_file() or not key.read_text().strip():
-            raise DeployError(f"API_KEY_FILE={params.api_key_file} is missing or empty")
+    for variable, path in (("API_KEY_FILE", params.api_key_file), ("ADMIN_API_KEY_FILE", params.admin_api_key_file),
+                           ("ENV_FILE", params.env_file)):
+        if path:
+            file = Path(path) if Path(path).is_absolute() else render.ROOT / path
+            if not file.is_file() or (variable != "ENV_FILE" and not file.read_text().strip()):
+                raise DeployError(f"{variable}={path} is missing or empty")
 
 
 def start(files: list[Path]) -> None:
@@ -155,19 +155,19 @@ def wait_until_ready(files: list[Path], timeout: float, poll: float = 2.0) -> No
         if state and state.get("Status") in ("exited", "dead") and not state.get("Restarting"):
             code = state.get("ExitCode")
             tail = "\n".join(logs.splitlines()[-20:])
-            reason = "configuration error" if code == CONFIG_ERROR_EXIT else f"exit code {code}"
+            reason = "configuration error" if code == render.entrypoint.EXIT_CONFIG_ERROR else f"exit code {code}"
             raise DeployError(f"the engine container stopped ({reason}):\n{tail}")
         if elapsed > timeout:
             raise DeployError(f"not ready after {timeout:.0f} s (phase: {phase}); see `make logs`")
         time.sleep(poll)
 
 
-def wrap_up(params: render.Params, data: dict, deployment: render.Deployment, api_key: bool) -> None:
+def wrap_up(params: render.Params, data: dict, deployment: render.Deployment) -> None:
     port = params.port or data["deployment"]["default_port"]
-    host = params.bind_address or data["deployment"]["default_bind_address"]
-    host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    host, _ = render.parse_bind_address(params.bind_address or data["deployment"]["default_bind_address"])
+    host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
     base = f"http://{host}:{port}"
-    auth = ' -H "Authorization: Bearer $(cat secrets/api_key)"' if api_key else ""
+    auth = f' -H "Authorization: Bearer $(cat {params.api_key_file})"' if params.api_key_file else ""
     model = deployment.flags["model-path"]
     say(f"ready: {base}/v1 (OpenAI-compatible), model {model}")
     print(f"""
@@ -182,9 +182,12 @@ def main(argv=None) -> int:
     parser.add_argument("--hardware", default=os.environ.get("HARDWARE") or None)
     parser.add_argument("--preset", default=os.environ.get("PRESET") or "basic")
     parser.add_argument("--gpus", default=os.environ.get("GPUS", ""))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 0) or None)
     parser.add_argument("--bind-address", default=os.environ.get("BIND_ADDRESS") or None)
     parser.add_argument("--api-key-file", default=os.environ.get("API_KEY_FILE") or None)
+    parser.add_argument("--admin-api-key-file", default=os.environ.get("ADMIN_API_KEY_FILE") or None)
+    parser.add_argument("--env-file", default=os.environ.get("ENV_FILE") or None,
+                        help="file of extra ENGINE_*/BUNDLE_* settings for the engine container")
     parser.add_argument("--allow-no-api-key", action="store_true",
                         default=os.environ.get("ALLOW_NO_API_KEY", "") not in ("", "0"))
     parser.add_argument("--lora-dir", default=os.environ.get("LORA_DIR") or None)
@@ -196,18 +199,19 @@ def main(argv=None) -> int:
     try:
         data = render.load_data()
         params = render.Params(gpus=render.parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
-                               api_key_file=args.api_key_file, allow_no_api_key=args.allow_no_api_key,
-                               lora_dir=args.lora_dir, secrets_dir=args.secrets_dir)
+                               api_key_file=args.api_key_file, admin_api_key_file=args.admin_api_key_file,
+                               allow_no_api_key=args.allow_no_api_key, lora_dir=args.lora_dir,
+                               secrets_dir=args.secrets_dir, env_file=args.env_file)
         check_docker()
-        hardware = choose_hardware(data, args.hardware)
-        out = deploy_file(args.port)
+        hardware = choose_hardware(data, args.hardware, params.gpus)
+        out = deploy_file(args.port or data["deployment"]["default_port"])
         deployment = render_compose_file(data, hardware, args.preset, params, out)
         files = [out, *[Path(o).resolve() for o in args.override]]
         validate_compose_file(files)
         check_secrets(params, render.secrets_path(data, params))
         start(files)
         wait_until_ready(files, args.timeout)
-        wrap_up(params, data, deployment, bool(args.api_key_file))
+        wrap_up(params, data, deployment)
     except (render.RenderError, DeployError) as err:
         print(f"deploy: {err}", file=sys.stderr)
         return 1

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import ipaddress
 import os
 import re
 import shlex
@@ -174,14 +175,22 @@ def pairs(data: dict) -> list[tuple[str, str]]:
 
 @dataclasses.dataclass
 class Params:
-    """What the operator chooses at render time (make variables)."""
+    """What the operator chooses at render time (make variables); the names are the make variables'."""
     gpus: list = dataclasses.field(default_factory=list)
     port: int | None = None
     bind_address: str | None = None
     api_key_file: str | None = None
+    admin_api_key_file: str | None = None
     allow_no_api_key: bool = False
     lora_dir: str | None = None
     secrets_dir: str | None = None
+    env_file: str | None = None
+
+
+# make variable -> Params field, for the command line written into rendered files.
+MAKE_VARIABLES = {"GPUS": "gpus", "PORT": "port", "BIND_ADDRESS": "bind_address", "API_KEY_FILE": "api_key_file",
+                  "ADMIN_API_KEY_FILE": "admin_api_key_file", "ALLOW_NO_API_KEY": "allow_no_api_key",
+                  "LORA_DIR": "lora_dir", "SECRETS_DIR": "secrets_dir", "ENV_FILE": "env_file"}
 
 
 def secrets_path(data: dict, params: Params) -> Path:
@@ -198,34 +207,50 @@ def parse_gpus(text: str | None) -> list[str]:
     return ids
 
 
+def parse_bind_address(text: str) -> tuple[str, bool]:
+    """BIND_ADDRESS -> (host part of a compose port mapping, whether it is loopback only)."""
+    try:
+        address = ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        raise RenderError(f"BIND_ADDRESS={text!r}: expected an IP address such as 127.0.0.1, 0.0.0.0 or "
+                          "a host's interface address") from None
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return host, address.is_loopback
+
+
 def render(data: dict, deployment: Deployment, params: Params, out: Path, command: str) -> str:
     deploy = data["deployment"]
     port = params.port or deploy["default_port"]
-    bind_address = params.bind_address or deploy["default_bind_address"]
     if not 0 < int(port) < 65536:
         raise RenderError(f"PORT={port}: expected 1-65535")
+    bind_host, loopback = parse_bind_address(params.bind_address or deploy["default_bind_address"])
     if params.gpus and len(params.gpus) != deployment.count:
         raise RenderError(f"GPUS lists {len(params.gpus)} GPUs ({','.join(params.gpus)}) but "
                           f"{deployment.hardware} has {deployment.count}")
-    if bind_address not in ("127.0.0.1", "localhost", "::1") and not params.api_key_file \
-            and not params.allow_no_api_key:
-        raise RenderError(f"BIND_ADDRESS={bind_address} publishes the API beyond this host without an "
-                          "API key: set API_KEY_FILE=secrets/api_key, or ALLOW_NO_API_KEY=1 to waive it")
+    if not loopback and not params.api_key_file and not params.allow_no_api_key:
+        raise RenderError(f"BIND_ADDRESS={params.bind_address} publishes the API beyond this host without "
+                          "an API key: set API_KEY_FILE=secrets/api_key, or ALLOW_NO_API_KEY=1 to waive it")
     out_dir = out.resolve().parent
-    root = os.path.relpath(ROOT, out_dir)
 
-    def from_root(path: str) -> str:
-        return os.path.relpath((ROOT / path).resolve(), out_dir)
+    def from_out(path) -> str:
+        """A path relative to the compose file, always starting with . (else compose sees a volume name)."""
+        relative = os.path.relpath((ROOT / path).resolve(), out_dir)
+        return relative if relative.startswith(".") else "./" + relative
 
+    secrets = [{"name": "hf_token", "env": None, "file": from_out(secrets_path(data, params) / "hf_token")}]
+    for name, env, path in (("api_key", "ENGINE_API_KEY_FILE", params.api_key_file),
+                            ("admin_api_key", "ENGINE_ADMIN_API_KEY_FILE", params.admin_api_key_file)):
+        if path:
+            secrets.append({"name": name, "env": env, "file": from_out(path)})
     view = {
         "project": f"{deploy['project_prefix']}-{port}",
-        "root": root,
+        "root": from_out(ROOT),
         "port": port,
-        "bind_address": bind_address,
+        "bind_host": bind_host,
         "gpus": params.gpus,
-        "api_key_file": from_root(params.api_key_file) if params.api_key_file else None,
-        "lora_dir": from_root(params.lora_dir) if params.lora_dir else None,
-        "secrets_dir": from_root(str(secrets_path(data, params))),
+        "secrets": secrets,
+        "lora_dir": from_out(params.lora_dir) if params.lora_dir else None,
+        "env_file": from_out(params.env_file) if params.env_file else None,
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
@@ -234,15 +259,12 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
 
 def render_command(hardware: str, preset: str, out: str, params: Params) -> str:
     parts = ["make render", f"HARDWARE={hardware}", f"PRESET={preset}"]
-    if params.gpus:
-        parts.append(f"GPUS={','.join(params.gpus)}")
-    for name, value in (("PORT", params.port), ("BIND_ADDRESS", params.bind_address),
-                        ("API_KEY_FILE", params.api_key_file), ("LORA_DIR", params.lora_dir),
-                        ("SECRETS_DIR", params.secrets_dir)):
-        if value:
-            parts.append(f"{name}={value}")
-    if params.allow_no_api_key:
-        parts.append("ALLOW_NO_API_KEY=1")
+    for variable, field in MAKE_VARIABLES.items():
+        value = getattr(params, field)
+        if value is True:
+            parts.append(f"{variable}=1")
+        elif value:
+            parts.append(f"{variable}={','.join(value) if isinstance(value, list) else value}")
     parts.append(f"OUT={out}")
     return " ".join(parts[:1] + [shlex.quote(p) for p in parts[1:]])
 
@@ -260,8 +282,9 @@ def markdown_table(data: dict) -> str:
     return "\n".join(rows)
 
 
-def detect_hardware(data: dict, query_output: str | None = None) -> str:
-    """The one profile matching the GPUs this host reports, else a RenderError naming the choices."""
+def detect_hardware(data: dict, query_output: str | None = None, gpu_ids: list | None = None) -> str:
+    """The one profile matching the GPUs this host reports (only those in GPUS= when given), else a
+    RenderError naming the choices."""
     if query_output is None:
         try:
             query_output = subprocess.run(entrypoint.NVIDIA_QUERY, capture_output=True, text=True,
@@ -270,6 +293,12 @@ def detect_hardware(data: dict, query_output: str | None = None) -> str:
             raise RenderError("no NVIDIA GPU detected (nvidia-smi missing or failing); set HARDWARE= "
                               f"to one of: {', '.join(data['hardware']['hardware'])}") from None
     gpus = entrypoint.parse_nvidia_smi_csv(query_output)
+    if gpu_ids:
+        missing = set(gpu_ids) - {str(g.index) for g in gpus}
+        if missing:
+            raise RenderError(f"GPUS={','.join(gpu_ids)}: no GPU {', '.join(sorted(missing))} on this host "
+                              f"(nvidia-smi lists {', '.join(str(g.index) for g in gpus)})")
+        gpus = [g for g in gpus if str(g.index) in gpu_ids]
     names = {g.name for g in gpus}
     matches = []
     for profile, spec in data["hardware"]["hardware"].items():
@@ -302,9 +331,11 @@ def main(argv=None) -> int:
     one.add_argument("--port", type=int)
     one.add_argument("--bind-address")
     one.add_argument("--api-key-file")
+    one.add_argument("--admin-api-key-file")
     one.add_argument("--allow-no-api-key", action="store_true")
     one.add_argument("--lora-dir")
     one.add_argument("--secrets-dir")
+    one.add_argument("--env-file")
     args = parser.parse_args(argv)
     try:
         data = load_data(args.data)
@@ -321,8 +352,9 @@ def main(argv=None) -> int:
                              *d.memory_lines, " ".join(d.engine_argv)]))
         else:
             params = Params(gpus=parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
-                            api_key_file=args.api_key_file, allow_no_api_key=args.allow_no_api_key,
-                            lora_dir=args.lora_dir, secrets_dir=args.secrets_dir)
+                            api_key_file=args.api_key_file, admin_api_key_file=args.admin_api_key_file,
+                            allow_no_api_key=args.allow_no_api_key, lora_dir=args.lora_dir,
+                            secrets_dir=args.secrets_dir, env_file=args.env_file)
             deployment = resolve(data, args.hardware, args.preset)
             text = render(data, deployment, params, args.out,
                           render_command(args.hardware, args.preset, str(args.out), params))

@@ -1,5 +1,6 @@
 """Presets, rendering and the real Compose v2: every pair renders and validates; bad pairs are refused."""
 import copy
+import re
 import subprocess
 import sys
 
@@ -11,6 +12,12 @@ from bundle import render
 
 DATA = render.load_data()
 ALL_PAIRS = render.pairs(DATA)
+
+
+def seconds(duration: str) -> int:
+    """'120s' or Go's normalised '2m0s' -> 120."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([hms])", duration))
 
 
 def make(*args, **env):
@@ -54,6 +61,20 @@ def test_every_pair_renders_and_passes_docker_compose_config(hardware, preset, t
         assert "/dev/kfd" in str(service["devices"]) and "video" in service["group_add"]
         assert "deploy" not in service
     assert service["build"]["args"]["BASE_IMAGE"] == deployment.image["image"]
+    deploy = DATA["deployment"]
+    assert service["restart"] == deploy["restart"]
+    assert seconds(service["stop_grace_period"]) == seconds(deploy["stop_grace_period"])
+    assert service["ulimits"]["stack"] == 67108864
+    assert service["logging"] == {"driver": "json-file", "options": {
+        "max-size": deploy["logging"]["max_size"], "max-file": deploy["logging"]["max_file"]}}
+    assert seconds(service["healthcheck"]["start_period"]) == seconds(deploy["healthcheck"]["start_period"])
+    assert service["environment"]["HF_TOKEN_FILE"] == "/run/secrets/hf_token"
+    assert [s["source"] for s in service["secrets"]] == ["hf_token"]
+    assert service["volumes"][0]["target"] == "/root/.cache/huggingface"
+    for name, value in deployment.extra_env.items():
+        assert service["environment"][name] == value
+    if deployment.image["min_driver"]:
+        assert service["environment"]["BUNDLE_GPU_DRIVER_MIN"] == str(deployment.image["min_driver"])
 
 
 def test_rendered_file_says_it_is_generated_and_how(tmp_path):
@@ -140,3 +161,56 @@ def test_dockerfile_healthcheck_timings_match_the_deployment_data():
     timings = DATA["deployment"]["healthcheck"]
     for name in ("interval", "timeout", "start_period", "retries"):
         assert f"--{name.replace('_', '-')}={timings[name]}" in dockerfile
+
+
+@pytest.mark.parametrize("address,mapping", [("0.0.0.0", "0.0.0.0:8000:8000"), ("10.1.2.3", "10.1.2.3:8000:8000"),
+                                             ("::1", "[::1]:8000:8000"), ("[::]", "[::]:8000:8000")])
+def test_bind_addresses(address, mapping, tmp_path):
+    params = render.Params(bind_address=address, allow_no_api_key=True, secrets_dir=str(tmp_path))
+    out = tmp_path / "c.yml"
+    text = render.render(DATA, render.resolve(DATA, "h100x4", "basic"), params, out, "t")
+    assert yaml.safe_load(text)["services"]["engine"]["ports"] == [mapping]
+
+
+def test_loopback_needs_no_key_but_names_are_refused(tmp_path):
+    params = render.Params(bind_address="::1", secrets_dir=str(tmp_path))
+    render.render(DATA, render.resolve(DATA, "h100x4", "basic"), params, tmp_path / "c.yml", "t")
+    with pytest.raises(render.RenderError, match="BIND_ADDRESS='localhost': expected an IP address"):
+        render.render(DATA, render.resolve(DATA, "h100x4", "basic"), render.Params(bind_address="localhost"),
+                      tmp_path / "c.yml", "t")
+
+
+def test_optional_mounts_secrets_and_env_file_validate_in_compose(tmp_path):
+    for name in ("hf_token", "api_key", "admin_key"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "my adapters").mkdir()
+    (tmp_path / "site.env").write_text("ENGINE_LORA_PATHS=sql=/adapters/sql\n")
+    out = tmp_path / "sub" / "docker-compose.yml"
+    out.parent.mkdir()
+    params = render.Params(secrets_dir=str(tmp_path), api_key_file=str(tmp_path / "api_key"),
+                           admin_api_key_file=str(tmp_path / "admin_key"), lora_dir=str(tmp_path / "my adapters"),
+                           env_file=str(tmp_path / "site.env"), gpus=["4", "5", "6", "7"])
+    out.write_text(render.render(DATA, render.resolve(DATA, "h100x4", "basic"), params, out, "t"))
+    result = subprocess.run(["docker", "compose", "-f", str(out), "config", "--format", "json"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    service = yaml.safe_load(result.stdout)["services"]["engine"]
+    assert service["environment"]["ENGINE_LORA_PATHS"] == "sql=/adapters/sql"
+    assert service["environment"]["ENGINE_API_KEY_FILE"] == "/run/secrets/api_key"
+    assert service["environment"]["ENGINE_ADMIN_API_KEY_FILE"] == "/run/secrets/admin_api_key"
+    assert {s["source"] for s in service["secrets"]} == {"hf_token", "api_key", "admin_api_key"}
+    lora = [v for v in service["volumes"] if v["target"] == "/adapters"][0]
+    assert lora["type"] == "bind" and lora["source"] == str(tmp_path / "my adapters") and lora["read_only"]
+    assert service["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"] == ["4", "5", "6", "7"]
+
+
+def test_detection_on_a_subset_named_by_gpus():
+    text = (FIXTURES / "gpu" / "h200x4" / "query-gpu-noheader-nounits.csv").read_text()
+    assert render.detect_hardware(DATA, text, gpu_ids=["2", "3"]) == "h200x2"
+    with pytest.raises(render.RenderError, match="GPUS=3,7: no GPU 7 on this host"):
+        render.detect_hardware(DATA, text, gpu_ids=["3", "7"])
+
+
+def test_dockerfile_default_base_image_is_the_cuda_profile_image():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={DATA['hardware']['images']['cuda']['image']}\n" in dockerfile
