@@ -108,7 +108,8 @@ def start(files: list[Path]) -> None:
     result = subprocess.run(compose(files, "up", "-d"), text=True, stderr=subprocess.PIPE)
     if result.returncode != 0:
         message = result.stderr.strip()
-        if re.search(r"could not select device driver|nvidia|gpu", message, re.I):
+        if re.search(r"could not select device driver|nvidia-container|unknown or invalid runtime name: nvidia",
+                     message, re.I):
             raise DeployError(f"Docker cannot give the container its GPUs:\n{message}\n"
                               "Install the NVIDIA Container Toolkit (nvidia-ctk runtime configure "
                               "--runtime=docker, then restart Docker), and check GPUS= names GPUs "

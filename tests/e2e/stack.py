@@ -28,7 +28,9 @@ STANDIN_BASE_IMAGE = "bundle-standin-base:test"
 TEST_IMAGE = os.environ.get("BUNDLE_TEST_IMAGE", "llama31-sglang-bundle:test")
 # Bounded waits: a stand-in is ready in seconds; a real 70B may take most of an hour cold.
 READY_TIMEOUT = 120 if STANDIN else 3600
-CANARY_HF_TOKEN = "hf_CANARYtoken" + uuid.uuid4().hex[:12]
+# The token must never leak either way; in GPU mode it is the real one (gated weights), unless the
+# weights are already in the cache and HF_TOKEN is unset.
+CANARY_HF_TOKEN = (os.environ.get("HF_TOKEN") if not STANDIN else None) or "hf_CANARYtoken" + uuid.uuid4().hex[:12]
 CANARY_API_KEY = "sk-canary-" + uuid.uuid4().hex
 
 
@@ -60,7 +62,9 @@ def free_port() -> int:
 def compose_override(port: int, environment: dict, gpu_machine: str = "h200x4", restart: str | None = None) -> dict:
     engine = {
         "ports": yaml_tag("!override", [f"127.0.0.1:{port}:8000"]),
-        "healthcheck": {"interval": "1s", "timeout": "5s", "retries": 2, "start_period": "600s"},
+        # Fast pace for the stand-in; a real /health generates a token, so give it SGLang's 20 s.
+        "healthcheck": ({"interval": "1s", "timeout": "5s", "retries": 2, "start_period": "600s"} if STANDIN
+                        else {"interval": "5s", "timeout": "30s", "retries": 3, "start_period": "3600s"}),
         "environment": environment,
     }
     if STANDIN:
