@@ -247,6 +247,7 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         "root": from_out(ROOT),
         "port": port,
         "bind_host": bind_host,
+        "container_port": entrypoint.DEFAULT_FLAGS["--port"],   # the guard's port inside the container
         "gpus": params.gpus,
         "secrets": secrets,
         "lora_dir": from_out(params.lora_dir) if params.lora_dir else None,
