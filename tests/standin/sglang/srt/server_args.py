@@ -299,19 +299,20 @@ def _add_flag(parser: argparse.ArgumentParser, flag: Dict[str, Any]) -> None:
                             default=default, help=help_text)
         return
 
+    if flag.get("deprecated"):
+        new_flag = flag["deprecated"] if flag["deprecated"] != "deprecated" else None
+        if kind == "value":
+            # Valued flag whose single accepted value became a boolean
+            # (`--monokernel-backend amd` -> enable_amd_monokernel=True).
+            parser.add_argument(*options, dest=dest, action=DeprecatedStoreConstAction,
+                                new_flag=new_flag, const_value=True, nargs=None,
+                                choices=choices, default=default, help=help_text)
+        else:
+            parser.add_argument(*options, dest=dest, action=DeprecatedStoreTrueAction,
+                                new_flag=new_flag, default=default, help=help_text)
+        return
+
     if kind == "switch":
-        if flag.get("deprecated"):
-            new_flag = flag["deprecated"] if flag["deprecated"] != "deprecated" else None
-            if choices:
-                # Valued flag whose single accepted value became a boolean
-                # (`--monokernel-backend amd` -> enable_amd_monokernel=True).
-                parser.add_argument(*options, dest=dest, action=DeprecatedStoreConstAction,
-                                    new_flag=new_flag, const_value=True, nargs=None,
-                                    choices=choices, default=default, help=help_text)
-            else:
-                parser.add_argument(*options, dest=dest, action=DeprecatedStoreTrueAction,
-                                    new_flag=new_flag, default=default, help=help_text)
-            return
         parser.add_argument(*options, dest=dest, action="store_true", default=default,
                             help=help_text)
         return
