@@ -1,4 +1,5 @@
 """`make deploy` and `make down`, driven end to end."""
+import json
 import os
 import re
 import shutil
@@ -50,7 +51,9 @@ def test_make_deploy_waits_until_ready_and_prints_a_working_endpoint(deploy_env)
     out = result.stdout
     assert f"ready: http://127.0.0.1:{port}/v1" in out
     assert re.search(r"\d\d:\d\d  (loading weights|HTTP server up|capturing CUDA graphs|warm-up done)", out), out
-    assert "curl -s" in out
+    curl = out[out.index("curl -s"):].split("\n\n")[0]
+    answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert answer.returncode == 0 and json.loads(answer.stdout)["choices"][0]["message"]["content"], answer
     assert requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=10).status_code == 200
     status = make("status", *args)
     assert "healthy" in status.stdout and "HTTP 200" in status.stdout
