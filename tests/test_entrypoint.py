@@ -431,3 +431,35 @@ def test_print_command_runs_preflight_only_when_asked():
     assert run_entrypoint("--print-command").returncode == 0
     asked = run_entrypoint("--print-command", env={"BUNDLE_PREFLIGHT": "1"})
     assert asked.returncode == 78 and "no GPU visible" in asked.stderr
+
+
+def find_python(name: str):
+    """A working interpreter called `name`: on PATH, or one of pyenv's (whose shims may refuse)."""
+    import glob
+    import shutil
+    for candidate in [shutil.which(name), *sorted(glob.glob(f"/root/.pyenv/versions/*/bin/{name}"))]:
+        if candidate and subprocess.run([candidate, "-c", "pass"], capture_output=True).returncode == 0:
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("python", ["python3.11", "python3.12"])
+def test_runs_on_the_image_and_test_pythons(python):
+    """The image's Python is 3.12, the tests' 3.11: the entrypoint and guard must work on both."""
+    interpreter = find_python(python)
+    if interpreter is None:
+        pytest.skip(f"{python} is not installed here")
+    from bundle import render
+    env = {"PATH": os.environ["PATH"], **render.resolve(render.load_data(), "h100x4", "latency").engine_env}
+    there = subprocess.run([interpreter, str(ROOT / "entrypoint.py"), "--print-command"], env=env,
+                           capture_output=True, text=True, timeout=30)
+    here = run_entrypoint("--print-command", env=env)
+    assert there.returncode == 0, there.stderr
+    assert json.loads(there.stdout) == json.loads(here.stdout)
+    guard_smoke = ("import guard, urllib.request, urllib.error\n"
+                   "g = guard.Guard('127.0.0.1', 0, '127.0.0.1', 9, api_key='k'); g.start()\n"
+                   "try: urllib.request.urlopen(f'http://127.0.0.1:{g.port}/health', timeout=5)\n"
+                   "except urllib.error.HTTPError as e: print(e.code)\n"
+                   "g.stop()\n")
+    result = subprocess.run([interpreter, "-c", guard_smoke], cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert result.stdout.strip() == "503", result.stderr
