@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from bundle import render
+from bundle import render  # first: it puts the repository root on sys.path
+import entrypoint  # noqa: E402
 
 # The engine's log lines that mark its start-up phases (SGLang 0.5.23 messages), latest wins.
 PHASES = (
@@ -156,7 +157,7 @@ def wait_until_ready(files: list[Path], timeout: float, poll: float = 2.0) -> No
         if state and state.get("Status") in ("exited", "dead") and not state.get("Restarting"):
             code = state.get("ExitCode")
             tail = "\n".join(logs.splitlines()[-20:])
-            reason = "configuration error" if code == render.entrypoint.EXIT_CONFIG_ERROR else f"exit code {code}"
+            reason = "configuration error" if code == entrypoint.EXIT_CONFIG_ERROR else f"exit code {code}"
             raise DeployError(f"the engine container stopped ({reason}):\n{tail}")
         if elapsed > timeout:
             raise DeployError(f"not ready after {timeout:.0f} s (phase: {phase}); see `make logs`")
