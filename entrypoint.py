@@ -809,7 +809,10 @@ def run_engine(config: EngineConfig, environ, secrets, hf_token) -> int:
     except OSError as err:
         log(f"cannot listen on {v['host']}:{v['port']}: {err}")
         return 1
-    GUARD_STATE_FILE.write_text(json.dumps({"port": int(v["port"])}))
+    try:
+        GUARD_STATE_FILE.write_text(json.dumps({"port": int(v["port"])}))
+    except OSError:  # a read-only root filesystem: the healthcheck falls back to the configured port
+        pass
 
     engine = subprocess.Popen(config.engine_argv(environ), env=engine_environment(environ, hf_token),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
