@@ -31,7 +31,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -48,6 +47,11 @@ DEFAULT_MODEL = "meta-llama/Llama-3.1-70B-Instruct"
 
 TRUE_WORDS = frozenset({"1", "true", "yes", "y", "on"})
 FALSE_WORDS = frozenset({"0", "false", "no", "n", "off"})
+
+
+def env_name_for_option(option: str) -> str:
+    """The one naming rule: --tp-size -> ENGINE_TP_SIZE."""
+    return FLAG_ENV_PREFIX + option.lstrip("-").upper().replace("-", "_")
 
 
 class ConfigError(Exception):
@@ -93,8 +97,8 @@ DEFAULT_FLAGS = {"--model-path": DEFAULT_MODEL, "--host": "0.0.0.0", "--port": "
 
 # postgres-style secrets: NAME or NAME_FILE, never both. None of them ever reaches the engine's
 # argv: the guard checks API keys, and the Hugging Face token reaches huggingface_hub as a file.
-SECRET_ENVS = ("HF_TOKEN", "ENGINE_API_KEY", "ENGINE_ADMIN_API_KEY")
 SECRET_FLAGS = ("--api-key", "--admin-api-key")
+SECRET_ENVS = ("HF_TOKEN", *(env_name_for_option(flag) for flag in SECRET_FLAGS))
 
 # Flags the bundle owns: the guard publishes --host/--port, the engine stays on loopback.
 GUARD_FLAGS = ("--host", "--port")
@@ -121,11 +125,6 @@ SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://")
 
 def is_service_link(name: str, value: str) -> bool:
     return bool(SERVICE_LINK.fullmatch(name)) or (name == "ENGINE_PORT" and bool(SERVICE_LINK_VALUE.match(value)))
-
-
-def env_name_for_option(option: str) -> str:
-    """The one naming rule: --tp-size -> ENGINE_TP_SIZE."""
-    return FLAG_ENV_PREFIX + option.lstrip("-").upper().replace("-", "_")
 
 
 def parse_bool(text: str, where: str) -> bool:
@@ -195,7 +194,6 @@ class Catalogue:
         self.flags = flags
         self.by_option = {opt: f for f in flags for opt in f.options}
         self.by_env = {env_name_for_option(opt): (f, opt) for f in flags for opt in f.options}
-        self.by_dest = {f.dest: f for f in flags}
 
     @classmethod
     def load(cls, path: Path = CATALOGUE_PATH) -> "Catalogue":
@@ -418,8 +416,8 @@ def build_config(environ, args: list[str], catalogue: Catalogue) -> EngineConfig
     values.update({dest: entry[2] for dest, entry in chosen.items()})
     sources = {dest: entry[3] for dest, entry in chosen.items()}
     config = EngineConfig(argv=argv, values=values, sources=sources,
-                          api_key=file_env("ENGINE_API_KEY", environ),
-                          admin_api_key=file_env("ENGINE_ADMIN_API_KEY", environ),
+                          api_key=file_env(env_name_for_option("--api-key"), environ),
+                          admin_api_key=file_env(env_name_for_option("--admin-api-key"), environ),
                           warnings=warnings)
     check_conflicts(config)
     return config
@@ -437,7 +435,7 @@ def check_conflicts(config: EngineConfig) -> None:
     if algorithm in ("EAGLE", "EAGLE3", "NEXTN", "STANDALONE") and not v.get("speculative_draft_model_path"):
         raise ConfigError(
             f"speculative decoding {algorithm} needs a draft model ({origin('speculative_algorithm')}): "
-            "set ENGINE_SPECULATIVE_DRAFT_MODEL_PATH. Without it SGLang 0.5.23 loads the target model "
+            f"set {env_name_for_option('--speculative-draft-model-path')}. Without it SGLang 0.5.23 loads the target model "
             "a second time as its own draft and crashes after minutes (sglang issue #36528)")
     given = [s for s in steps if v.get(s) is not None]
     if given and len(given) != len(steps):
@@ -445,10 +443,10 @@ def check_conflicts(config: EngineConfig) -> None:
         raise ConfigError(f"speculative step parameters are all-or-nothing: {origin(*given)} set "
                           f"but {', '.join(missing)} not (SGLang asserts after loading)")
     if given and not algorithm:
-        raise ConfigError(f"{origin(*given)} set without ENGINE_SPECULATIVE_ALGORITHM")
+        raise ConfigError(f"{origin(*given)} set without {env_name_for_option('--speculative-algorithm')}")
     if algorithm and v.get("max_running_requests") is None:
-        config.warnings.append("speculative decoding without ENGINE_MAX_RUNNING_REQUESTS: SGLang caps "
-                               "concurrency at 48 on its own; set it explicitly")
+        config.warnings.append(f"speculative decoding without {env_name_for_option('--max-running-requests')}: "
+                               "SGLang caps concurrency at 48 on its own; set it explicitly")
     nnodes = int(v.get("nnodes") or 1)
     tp, pp, dp = int(v.get("tp_size") or 1), int(v.get("pp_size") or 1), int(v.get("dp_size") or 1)
     if nnodes > 1 and dp > 1:
@@ -464,7 +462,8 @@ def check_conflicts(config: EngineConfig) -> None:
     if attn_dp > 1 and tp % attn_dp:
         raise ConfigError(f"attn_dp_size {attn_dp} must divide tp_size {tp} ({origin('attn_dp_size', 'tp_size')})")
     if v.get("enable_dp_attention") and dp == 1:
-        config.warnings.append("--enable-dp-attention without a dp size does nothing; use ENGINE_ATTN_DP_SIZE")
+        config.warnings.append("--enable-dp-attention without a dp size does nothing; use "
+                               f"{env_name_for_option('--attn-dp-size')}")
     if ":" in (v.get("served_model_name") or ""):
         raise ConfigError(f"served model name {v['served_model_name']!r} must not contain ':' "
                           f"({origin('served_model_name')})")
@@ -914,7 +913,7 @@ def main(argv: list[str]) -> int:
         if bundle_setting("BUNDLE_PARSE_CHECK", environ):
             check_with_engine_parser(engine_argv)
     except ConfigError as err:
-        print(f"[bundle] configuration error: {err}", file=sys.stderr, flush=True)
+        log(f"configuration error: {err}")
         return EXIT_CONFIG_ERROR
     log(f"starting engine: {json.dumps([redact(t, secrets) for t in engine_argv])}")
     return run_engine(config, environ, secrets, hf_token)

@@ -4,8 +4,8 @@ Ordered single-purpose steps, each one failing with a message that says what to 
     1. check_docker          Docker engine and Compose v2 answer
     2. choose_hardware       HARDWARE= or the one profile nvidia-smi matches
     3. render_compose_file   deploy/port-<PORT>/docker-compose.yml from the preset data
-    4. validate_compose_file `docker compose config` of the real Compose binary
-    5. check_secrets         the Hugging Face token file (and key files, ENV_FILE) exist and are not empty
+    4. check_secrets         the Hugging Face token file (and key files, ENV_FILE) exist and are not empty
+    5. validate_compose_file `docker compose config` of the real Compose binary
     6. start                 `docker compose up -d` (builds the bundle image on top of the pinned SGLang)
     7. wait_until_ready      elapsed time and the engine's phase from its log, until the healthcheck passes
     8. wrap_up               the endpoint and a working curl example
@@ -95,7 +95,7 @@ def check_secrets(params: render.Params, secrets_dir: Path) -> None:
     token = secrets_dir / "hf_token"
     if not token.is_file() or not token.read_text().strip():
         raise DeployError(f"{token} is missing or empty: put your Hugging Face token there "
-                          f"(`install -m 600 /dev/stdin {token} <<< hf_...`); Llama 3.1 is a gated model")
+                          f"(`install -D -m 600 /dev/stdin {token} <<< hf_...`); Llama 3.1 is a gated model")
     for variable, path in (("API_KEY_FILE", params.api_key_file), ("ADMIN_API_KEY_FILE", params.admin_api_key_file),
                            ("ENV_FILE", params.env_file)):
         if path:
@@ -209,8 +209,8 @@ def main(argv=None) -> int:
         out = deploy_file(args.port or data["deployment"]["default_port"])
         deployment = render_compose_file(data, hardware, args.preset, params, out)
         files = [out, *[Path(o).resolve() for o in args.override]]
-        validate_compose_file(files)
         check_secrets(params, render.secrets_path(data, params))
+        validate_compose_file(files)
         start(files)
         wait_until_ready(files, args.timeout)
         wrap_up(params, data, deployment)

@@ -19,6 +19,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import jinja2
@@ -123,11 +124,6 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
         raise RenderError(f"{preset} on {hardware}: {err}") from None
 
     values = config.values
-    uses_fp8 = (values.get("quantization") in entrypoint.FP8_QUANTIZATIONS
-                or str(values.get("kv_cache_dtype")).startswith("fp8")
-                or "fp8" in str(values.get("model_path")).lower())
-    if uses_fp8 and not gpu["fp8"]:
-        raise RenderError(f"{preset} on {hardware}: uses FP8, which {gpu['name']} does not support")
     world = int(values.get("tp_size") or 1) * int(values.get("pp_size") or 1) * int(values.get("dp_size") or 1)
     if world != count:
         raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, the profile has {count}")
@@ -137,6 +133,8 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
         raise RenderError(f"{preset} on {hardware}: {model} is not in entrypoint.KNOWN_MODELS, "
                           "so its memory cannot be checked")
     plan = entrypoint.plan_memory(model, shape, values, gpu["memory_mib"] / 1024)
+    if (plan.fp8_weights or plan.kv_dtype_bytes == 1) and not gpu["fp8"]:
+        raise RenderError(f"{preset} on {hardware}: uses FP8, which {gpu['name']} does not support")
     if not plan.fits:
         raise RenderError(f"{preset} on {hardware} does not fit: {plan.explain()}")
 
@@ -157,7 +155,6 @@ def _catalogue() -> entrypoint.Catalogue:
 
 
 def _wrap(text: str, width: int = 98) -> list[str]:
-    import textwrap
     return textwrap.wrap(text, width=width)
 
 

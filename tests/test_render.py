@@ -2,7 +2,6 @@
 import copy
 import re
 import subprocess
-import sys
 
 import pytest
 import yaml
@@ -214,3 +213,10 @@ def test_detection_on_a_subset_named_by_gpus():
 def test_dockerfile_default_base_image_is_the_cuda_profile_image():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert f"ARG BASE_IMAGE={DATA['hardware']['images']['cuda']['image']}\n" in dockerfile
+
+
+def test_fp8_on_hardware_without_fp8_is_refused_from_the_memory_plan():
+    data = copy.deepcopy(DATA)
+    del data["presets"]["presets"]["latency"]["hardware"]["a100x4"]   # keep the seed's FP8 flags
+    with pytest.raises(render.RenderError, match="latency on a100x4: uses FP8, which NVIDIA A100-SXM4-80GB"):
+        render.resolve(data, "a100x4", "latency")

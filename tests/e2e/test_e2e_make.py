@@ -9,7 +9,7 @@ import pytest
 import requests
 import yaml
 
-from stack import FIXTURES, ROOT, STANDIN, free_port, compose_override
+from stack import ROOT, STANDIN, free_port, compose_override
 
 pytestmark = pytest.mark.skipif(not STANDIN, reason="drives the stand-in image through make")
 

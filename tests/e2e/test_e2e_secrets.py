@@ -2,9 +2,8 @@
 import json
 
 import pytest
-import requests
 
-from stack import CANARY_API_KEY, CANARY_HF_TOKEN, STANDIN, run
+from stack import CANARY_API_KEY, CANARY_HF_TOKEN, run
 
 CANARIES = (CANARY_API_KEY, CANARY_HF_TOKEN)
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"
