@@ -3,12 +3,21 @@
 Why it exists: SGLang 0.5.23 never redacts its own keys. `--api-key` and `--admin-api-key` come
 back in plain text from GET /server_info and /get_server_info (as fields, and inside
 `launch_command`), and the startup log line `server_args=...` prints them. With only
-`--admin-api-key` set, /server_info is not even authenticated. So the bundle never gives the keys
-to the engine. The engine listens on 127.0.0.1:<internal port> inside the container with no key.
-This guard listens on the public address, checks keys exactly as SGLang 0.5.23 would
-(`srt/utils/auth.py` plus the per-route auth levels of `srt/entrypoints/http_server.py`), and
-forwards everything else unchanged. For defence in depth it also redacts known secrets from
-/server_info responses.
+`--admin-api-key` set, /server_info is not even authenticated. So the user's keys never reach the
+engine. This guard listens on the public address, checks the client's keys exactly as SGLang 0.5.23
+would (`srt/utils/auth.py` plus the per-route auth levels of `srt/entrypoints/http_server.py`), and
+forwards the request to the engine on 127.0.0.1 with the client's credentials replaced.
+
+Two walls. The engine runs with keys of its own (EngineKeys: random per start, handed over in a
+file, never on an argument list or in the environment), so a request that reaches the engine
+without passing this guard's check is refused by the engine itself: a disagreement between two
+HTTP parsers is no longer an authentication bypass. The guard also keeps that disagreement small:
+only the methods SGLang serves, strict ASCII framing, one engine connection per request (never
+reused, so nothing left over on it can be read as a next request), the Host header replaced.
+
+Hostile load: a cap on open connections (answered 503 beyond it), timeouts on request heads, on
+idle keep-alive, on request bodies and on clients that stop reading, the open-file limit raised
+at start, and accept errors logged once per interval.
 
 Standard library only (Python 3.11+). The guard runs its own asyncio loop in a daemon thread, so a
 synchronous entrypoint can start it, wait on the engine process, and stop it.
@@ -20,6 +29,8 @@ import asyncio
 import hmac
 import json
 import re
+import resource
+import secrets
 import socket
 import sys
 import threading
@@ -29,17 +40,28 @@ from http import HTTPStatus
 from urllib.parse import unquote
 
 HEAD_LIMIT = 64 * 1024               # largest request or response head we accept
+HEAD_FIELDS_LIMIT = 128              # most header fields in one head
+CHUNK_LINE_LIMIT = 1024              # longest chunk-size line (size and extensions)
+TRAILER_LIMIT = 64                   # most trailer lines after a chunked body (dropped)
 HEAD_TIMEOUT_S = 60.0                # a client must send a complete request head within this
 CLIENT_BODY_IDLE_TIMEOUT_S = 60.0    # a request body that stalls this long is abandoned
+CLIENT_WRITE_TIMEOUT_S = 60.0        # a client that reads nothing of its response this long is dropped
 ENGINE_CONNECT_TIMEOUT_S = 10.0
-# uvicorn closes idle keep-alive connections after SGLANG_TIMEOUT_KEEP_ALIVE (5 s by default).
-# If we only reuse engine connections that have been idle for less time than that, we never
-# send a request on a connection the engine is closing at that moment.
-ENGINE_REUSE_IDLE_S = 2.0
 LINGER_S = 2.0                       # how long we drain an unread request body before closing
+OVERFLOW_LINGER_S = 0.5              # the same, for a connection refused by the connection cap
 PIECE = 64 * 1024
 REDACT_BODY_LIMIT = 32 * 1024 * 1024
 REDACTED = b"<redacted>"
+# Each client connection holds one descriptor, two while its request is at the engine; the rest of
+# the process (engine pipes, logs) needs a few more. The cap keeps accept() from ever failing.
+DEFAULT_MAX_CONNECTIONS = 4096
+DESCRIPTORS_PER_CONNECTION = 2
+DESCRIPTORS_RESERVED = 64
+LOOP_ERROR_LOG_INTERVAL_S = 10.0     # accept errors and the like: one line per interval, with a count
+
+# The methods SGLang 0.5.23's routes serve. Anything else (CONNECT and TRACE above all, which
+# uvicorn and its parsers treat as a protocol switch or otherwise specially) never reaches it.
+FORWARDED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"})
 
 JSON = "application/json"
 
@@ -59,6 +81,24 @@ BAD_GATEWAY_BODY = _error_json(502, "the engine closed the connection or sent an
                                "BadGateway")
 WEBSOCKET_BODY = _error_json(501, "WebSocket upgrade is not supported through the API-key guard",
                              "NotImplemented")
+OVERLOADED_BODY = _error_json(503, "too many open connections to this server; retry later",
+                              "ServiceUnavailable")
+
+
+@dataclass(frozen=True)
+class EngineKeys:
+    """The engine's own keys. The guard sends them in place of the client's credentials, after
+    checking those. They are made anew at every start and exist only in this process, in the
+    engine's memory and, until the engine has read it, in a private file (entrypoint.py)."""
+    api_key: str
+    admin_api_key: str
+
+    @classmethod
+    def generate(cls) -> "EngineKeys":
+        return cls(secrets.token_hex(32), secrets.token_hex(32))
+
+    def for_level(self, level: str) -> str:
+        return self.admin_api_key if level in (ADMIN_OPTIONAL, ADMIN_FORCE) else self.api_key
 
 
 # --- Authentication, as SGLang 0.5.23 does it ---------------------------------------------------
@@ -224,7 +264,7 @@ class ProtocolError(ValueError):
 
 
 class ClientGone(Exception):
-    """The client disconnected, stalled or broke the framing; nothing more can be sent to it."""
+    """The client disconnected or stalled; nothing more can be sent to it."""
 
 
 class EngineDown(Exception):
@@ -239,10 +279,18 @@ class NoResponse(EngineFailed):
     """The engine failed before the client got any part of a response, so we can still answer."""
 
 
-_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# RFC 9110/9112 grammar, on bytes and ASCII only: str methods such as strip() and isdigit() know
+# Unicode (they strip "\x85" and accept "²"), and an engine parser would not agree with them.
+_TOKEN_CLASS = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+_TOKEN = re.compile(_TOKEN_CLASS + rb"+")
+_FIELD_VALUE = re.compile(rb"[\t\x20-\x7e\x80-\xff]*")   # no control characters but HTAB
 _ORIGIN_FORM = re.compile(rb"/[\x21-\x22\x24-\x7e]*")  # printable ASCII, no '#'
-_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: (.*))?")
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;.*)?\r\n", re.S)
+_STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?")
+_DECIMAL_LENGTH = re.compile(rb"[0-9]{1,15}")   # up to 999 TB: any more is an attack or a bug
+_QUOTED_STRING = rb'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_CHUNK_EXTENSION = (rb"[ \t]*;[ \t]*" + _TOKEN_CLASS + rb"+(?:[ \t]*=[ \t]*(?:" + _TOKEN_CLASS
+                    + rb"+|" + _QUOTED_STRING + rb"))?")
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,15})(?:" + _CHUNK_EXTENSION + rb")*\r\n")
 
 # RFC 9110 section 7.6.1, plus the legacy ones: these headers describe one connection only.
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-connection", "te", "trailer",
@@ -262,6 +310,8 @@ def header_tokens(fields: Fields, name: str) -> set[str]:
 
 
 def parse_fields(lines: list[bytes]) -> Fields:
+    if len(lines) > HEAD_FIELDS_LIMIT:
+        raise ProtocolError(f"more than {HEAD_FIELDS_LIMIT} header fields", 431)
     fields = []
     for line in lines:
         name, colon, value = line.partition(b":")
@@ -270,7 +320,7 @@ def parse_fields(lines: list[bytes]) -> Fields:
         if not colon or not _TOKEN.fullmatch(name):
             raise ProtocolError("malformed header line")
         value = value.strip(b" \t")
-        if b"\r" in value or b"\n" in value or b"\0" in value:
+        if not _FIELD_VALUE.fullmatch(value):
             raise ProtocolError("invalid character in header value")
         fields.append((name.decode("ascii"), value.decode("latin-1")))
     return fields
@@ -308,10 +358,11 @@ class Request:
 
 
 def content_length(values: list[str]) -> int:
-    lengths = {value.strip() for joined in values for value in joined.split(",")}
-    if len(lengths) != 1 or not all(length.isdigit() and length.isascii() for length in lengths):
-        raise ProtocolError("invalid Content-Length")
-    return int(lengths.pop())
+    """Exactly one Content-Length of 1 to 15 ASCII digits. Lists and repeats ("5, 5"), which
+    RFC 9110 lets a recipient accept, are refused: parsers disagree about them."""
+    if len(values) != 1 or not _DECIMAL_LENGTH.fullmatch(values[0].encode("latin-1")):
+        raise ProtocolError("invalid Content-Length: expected one decimal number of at most 15 digits")
+    return int(values[0])
 
 
 def request_framing(fields: Fields, version: str) -> tuple[str, int]:
@@ -322,9 +373,9 @@ def request_framing(fields: Fields, version: str) -> tuple[str, int]:
         # Both headers, or Transfer-Encoding from HTTP/1.0: the classic smuggling setup.
         if lengths or version == "HTTP/1.0":
             raise ProtocolError("Transfer-Encoding together with Content-Length or HTTP/1.0")
-        codings = [c.strip().lower() for value in encodings for c in value.split(",") if c.strip()]
-        if codings != ["chunked"]:
-            raise ProtocolError("unsupported Transfer-Encoding", 501)
+        # One field, one coding, exactly "chunked" (any case): no lists, no obfuscation.
+        if len(encodings) != 1 or encodings[0].lower() != "chunked":
+            raise ProtocolError("Transfer-Encoding must be exactly 'chunked'")
         return "chunked", 0
     if lengths:
         length = content_length(lengths)
@@ -340,6 +391,8 @@ def parse_request(head: bytes) -> Request:
     method, target, version = parts
     if version not in (b"HTTP/1.1", b"HTTP/1.0"):
         raise ProtocolError("unsupported HTTP version", 505)
+    if method.decode("ascii") not in FORWARDED_METHODS:
+        raise ProtocolError(f"method not served here (only {', '.join(sorted(FORWARDED_METHODS))})", 501)
     # Only origin-form ("/path?query"); no fragments, which uvicorn's parsers treat differently.
     if not _ORIGIN_FORM.fullmatch(target):
         raise ProtocolError("request target must be an absolute path")
@@ -364,7 +417,6 @@ class Response:
     status: int
     reason: str
     fields: Fields
-    reusable: bool   # whether the engine keeps the connection open after this response
 
 
 def parse_response(head: bytes) -> Response:
@@ -372,11 +424,8 @@ def parse_response(head: bytes) -> Response:
     status_line = _STATUS_LINE.fullmatch(lines[0])
     if not status_line:
         raise ProtocolError("malformed status line")
-    minor, status, reason = status_line.groups()
-    fields = parse_fields(lines[1:])
-    connection = header_tokens(fields, "connection")
-    reusable = "close" not in connection and (minor == b"1" or "keep-alive" in connection)
-    return Response(int(status), (reason or b"").decode("latin-1"), fields, reusable)
+    _minor, status, reason = status_line.groups()
+    return Response(int(status), (reason or b"").decode("latin-1"), parse_fields(lines[1:]))
 
 
 def response_framing(method: str, response: Response) -> tuple[str, int]:
@@ -385,7 +434,7 @@ def response_framing(method: str, response: Response) -> tuple[str, int]:
         return "none", 0
     encodings = header_values(response.fields, "transfer-encoding")
     if encodings:
-        codings = [c.strip().lower() for value in encodings for c in value.split(",")]
+        codings = [c.strip(" \t").lower() for value in encodings for c in value.split(",")]
         return ("chunked", 0) if codings[-1] == "chunked" else ("close", 0)
     lengths = header_values(response.fields, "content-length")
     if lengths:
@@ -404,19 +453,28 @@ def end_to_end_fields(fields: Fields, also_drop=frozenset()) -> Fields:
     return [(name, value) for name, value in fields if name.lower() not in drop]
 
 
-# The guard handles Expect itself. X-Forwarded-* is replaced: uvicorn trusts those headers from
-# 127.0.0.1, so a client could otherwise spoof its address and scheme to the engine.
-_REQUEST_DROP = frozenset({"content-length", "expect", "x-forwarded-for", "x-forwarded-proto"})
+# Replaced, never passed on:
+# - Authorization: the client's key stays here; the engine gets its own (EngineKeys).
+# - Host: Starlette before 1.0.1 builds request.url from it, and SGLang's auth middleware checks
+#   request.url.path, so "Host: x/health?" made every route look auth-exempt (CVE-2026-48710).
+# - X-Forwarded-*: uvicorn trusts them from 127.0.0.1, so a client could spoof its address.
+# - Content-Length, Transfer-Encoding, Expect, Connection: the framing is ours on each hop.
+_REQUEST_DROP = frozenset({"authorization", "host", "content-length", "expect", "x-forwarded-for",
+                           "x-forwarded-proto", "x-forwarded-host", "forwarded"})
 
 
-def engine_request_head(request: Request, client_ip: str, engine_host: str) -> bytes:
+def engine_request_head(request: Request, client_ip: str, engine_host: str,
+                        engine_key: str | None) -> bytes:
     drop = _REQUEST_DROP
     if is_redacted_route(request.path):
         drop = drop | {"accept-encoding"}  # a compressed body could not be redacted
-    fields = end_to_end_fields(request.fields, drop)
-    if not header_values(fields, "host"):
-        fields.append(("Host", engine_host))  # HTTP/1.0 clients may omit it; uvicorn needs it
+    fields = [("Host", engine_host), *end_to_end_fields(request.fields, drop)]
+    if engine_key:
+        fields.append(("Authorization", f"Bearer {engine_key}"))
     fields.append(("X-Forwarded-For", client_ip))
+    # One request per engine connection: nothing the engine leaves unread, and no framing doubt,
+    # can ever carry over into a next request.
+    fields.append(("Connection", "close"))
     if request.body_kind == "length":
         fields.append(("Content-Length", str(request.length)))
     elif request.body_kind == "chunked":
@@ -477,15 +535,19 @@ class ClientIO:
 
     def __init__(self, reader: ClientReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
+        self.started = False   # whether any byte of the current answer has been sent
 
     def error(self, message: str) -> Exception:
-        return ClientGone(message)
+        """Broken framing in the request body: the client gets a 400 and the connection closes."""
+        return ProtocolError(f"request body: {message}")
 
     async def readuntil(self, separator: bytes) -> bytes:
         try:
             async with asyncio.timeout(CLIENT_BODY_IDLE_TIMEOUT_S):
                 return await self.reader.readuntil(separator)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError, TimeoutError) as e:
+        except asyncio.LimitOverrunError:
+            raise ProtocolError("request body: line too long") from None
+        except (asyncio.IncompleteReadError, OSError, TimeoutError) as e:
             raise ClientGone(f"reading the request body: {e!r}") from e
 
     async def readexactly(self, n: int) -> bytes:
@@ -506,10 +568,14 @@ class ClientIO:
         # The transport sends at once when its buffer is empty, and drain() waits only while the
         # client is slower than the engine. So each SSE chunk leaves immediately (TCP_NODELAY is
         # asyncio's default), and a slow client slows the engine down instead of filling memory.
+        # A client that reads nothing for CLIENT_WRITE_TIMEOUT_S is dropped: otherwise one that
+        # pipelines requests and never reads would hold its connection and buffers forever.
+        self.started = True
         try:
             self.writer.write(data)
-            await self.writer.drain()
-        except OSError as e:
+            async with asyncio.timeout(CLIENT_WRITE_TIMEOUT_S):
+                await self.writer.drain()
+        except (OSError, TimeoutError) as e:
             raise ClientGone(f"writing the response: {e!r}") from e
 
 
@@ -518,7 +584,6 @@ class EngineIO:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         self.reader, self.writer = reader, writer
-        self.idle_since = time.monotonic()
 
     def error(self, message: str) -> Exception:
         return EngineFailed(message)
@@ -548,19 +613,33 @@ class EngineIO:
         except OSError as e:
             raise EngineFailed(f"writing to the engine: {e!r}") from e
 
-    def usable(self) -> bool:
-        return (not self.reader.at_eof() and not self.writer.is_closing()
-                and time.monotonic() - self.idle_since < ENGINE_REUSE_IDLE_S)
-
     def close(self) -> None:
         self.writer.close()
 
 
 def chunk_size(line: bytes, source) -> int:
-    match = _CHUNK_SIZE.fullmatch(line)
+    """The size on a chunk line. Extensions must follow RFC 9112's grammar (no bare CR, LF or NUL
+    in them); they are dropped, since the body is chunked anew on the way out."""
+    match = _CHUNK_LINE.fullmatch(line) if len(line) <= CHUNK_LINE_LIMIT else None
     if not match:
         raise source.error("malformed chunk size line")
     return int(match.group(1), 16)
+
+
+async def skip_trailers(source) -> None:
+    """Trailer fields after the last chunk: checked like header lines, then dropped (neither
+    uvicorn nor HTTP clients use them)."""
+    for _ in range(TRAILER_LIMIT):
+        line = await source.readuntil(b"\r\n")
+        if line == b"\r\n":
+            return
+        if len(line) > CHUNK_LINE_LIMIT:
+            raise source.error("trailer line too long")
+        try:
+            parse_fields([line[:-2]])
+        except ProtocolError:
+            raise source.error("malformed trailer field") from None
+    raise source.error(f"more than {TRAILER_LIMIT} trailer fields")
 
 
 async def body_pieces(source, kind: str, length: int):
@@ -582,8 +661,7 @@ async def body_pieces(source, kind: str, length: int):
                 yield piece
             if await source.readexactly(2) != b"\r\n":
                 raise source.error("chunk data not followed by CRLF")
-        while await source.readuntil(b"\r\n") != b"\r\n":
-            pass  # trailer fields: neither uvicorn nor HTTP clients use them, so they are dropped
+        await skip_trailers(source)
     elif kind == "close":
         while piece := await source.read(PIECE):
             yield piece
@@ -651,6 +729,51 @@ def set_nodelay(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
+def raise_open_file_limit() -> int:
+    """Raise this process's soft open-file limit to its hard limit; returns the new soft limit.
+    Docker's default soft limit can be 1,024: a thousand idle clients would exhaust it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (OSError, ValueError):
+            pass
+    return soft
+
+
+def connection_budget(open_file_limit: int) -> int:
+    """How many client connections fit in the open-file limit, engine connections included."""
+    return max(1, (open_file_limit - DESCRIPTORS_RESERVED) // DESCRIPTORS_PER_CONNECTION)
+
+
+class LoopErrorLog:
+    """The event loop's exception handler, and a place for other per-event notes: the first
+    occurrence of each message is logged, then at most one line per interval with a count.
+    Without it, asyncio logs a traceback for every failed accept() under a connection flood."""
+
+    def __init__(self, log, interval_s: float = LOOP_ERROR_LOG_INTERVAL_S):
+        self._log, self._interval_s = log, interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def __call__(self, loop, context: dict) -> None:
+        error = context.get("exception")
+        detail = f": {type(error).__name__}: {error}" if error else ""
+        self.note(f"{context.get('message', 'event loop error')}{detail}")
+
+    def note(self, message: str) -> None:
+        now = time.monotonic()
+        if len(self._last) > 256:   # messages with varying details must not grow this forever
+            self._last.clear()
+        if now - self._last.get(message, -self._interval_s) < self._interval_s:
+            self._suppressed[message] = self._suppressed.get(message, 0) + 1
+            return
+        repeats = self._suppressed.pop(message, 0)
+        self._last[message] = now
+        self._log(message + (f" (and {repeats} more times in the last interval)" if repeats else ""))
+
+
 def _log_to_stderr(message: str) -> None:
     print(f"guard: {message}", file=sys.stderr, flush=True)
 
@@ -662,33 +785,6 @@ def _bind(host: str, port: int) -> socket.socket:
     return socket.create_server(address, family=family, backlog=1024, dualstack_ipv6=dualstack)
 
 
-class EngineConnection:
-    """The one engine connection that a client connection uses. It is reopened when the engine
-    has closed it, or when it has been idle long enough that the engine might close it."""
-
-    def __init__(self, connect):
-        self.connect = connect
-        self.io: EngineIO | None = None
-
-    async def get(self) -> EngineIO:
-        if self.io is not None and self.io.usable():
-            return self.io
-        self.close()
-        self.io = await self.connect()
-        return self.io
-
-    def release(self, reusable: bool) -> None:
-        if reusable and self.io is not None:
-            self.io.idle_since = time.monotonic()
-        else:
-            self.close()
-
-    def close(self) -> None:
-        if self.io is not None:
-            self.io.close()
-            self.io = None
-
-
 class Guard:
     """Listens on the public address and forwards to the engine on loopback. See the module
     docstring for why. start() and stop() may be called from any (non-event-loop) thread."""
@@ -697,15 +793,21 @@ class Guard:
 
     def __init__(self, listen_host: str, listen_port: int, upstream_host: str, upstream_port: int,
                  api_key: str | None = None, admin_api_key: str | None = None,
-                 secrets: tuple[str, ...] = (), log=_log_to_stderr):
+                 secrets: tuple[str, ...] = (), log=_log_to_stderr,
+                 engine_keys: EngineKeys | None = None,
+                 max_connections: int = DEFAULT_MAX_CONNECTIONS):
         self.listen_host, self.listen_port = listen_host, listen_port
         self.upstream_host, self.upstream_port = upstream_host, upstream_port
         self.port: int | None = None      # the bound port, once started (useful with port 0)
         self._api_key = api_key or None   # SGLang treats an empty key as no key
         self._admin_api_key = admin_api_key or None
+        self._engine_keys = engine_keys
+        engine_secrets = (engine_keys.api_key, engine_keys.admin_api_key) if engine_keys else ()
         # The keys themselves are redacted too, whether or not the caller listed them.
-        self._needles = secret_needles((*secrets, api_key or "", admin_api_key or ""))
+        self._needles = secret_needles((*secrets, api_key or "", admin_api_key or "", *engine_secrets))
         self._log = log
+        self.max_connections = max_connections   # lowered at start() to what the open-file limit allows
+        self._loop_errors = LoopErrorLog(log)
         self._engine_host = (f"[{upstream_host}]:{upstream_port}" if ":" in upstream_host
                              else f"{upstream_host}:{upstream_port}")
         self._engine_reachable: bool | None = None
@@ -721,6 +823,7 @@ class Guard:
         daemon thread with its own event loop."""
         if self._thread is not None:
             raise RuntimeError("guard already started")
+        self.max_connections = min(self.max_connections, connection_budget(raise_open_file_limit()))
         listener = _bind(self.listen_host, self.listen_port)
         self.port = listener.getsockname()[1]
         self._loop = asyncio.new_event_loop()
@@ -753,6 +856,7 @@ class Guard:
              failure: list[BaseException]) -> None:
         loop = self._loop
         asyncio.set_event_loop(loop)
+        loop.set_exception_handler(self._loop_errors)
         try:
             self._server = loop.run_until_complete(
                 loop.create_server(self._new_protocol, sock=listener, backlog=1024))
@@ -809,10 +913,12 @@ class Guard:
 
     async def _serve_connection(self, reader: ClientReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        if len(self._connections) >= self.max_connections:
+            await self._refuse_overflow(reader, writer)
+            return
         self._connections.add(task)
         set_nodelay(writer)
         client = ClientIO(reader, writer)
-        engine = EngineConnection(self._connect_engine)
         peer = writer.get_extra_info("peername")
         client_ip = str(peer[0]) if peer else "unknown"
         try:
@@ -821,19 +927,31 @@ class Guard:
                 request = await self._read_request(client)
                 if request is None:
                     return
-                next_step = await self._exchange(request, client, engine, client_ip)
+                next_step = await self._exchange(request, client, client_ip)
             if next_step == LINGER:
                 await linger_and_close(reader, writer)
         except ProtocolError as e:
-            await self._refuse_malformed(client, e)
+            if not client.started:
+                await self._refuse_malformed(client, e)
         except (ClientGone, asyncio.CancelledError):
             pass
         except Exception as e:  # a bug: keep serving other connections, but say so
             self._log(f"internal error, connection dropped: {type(e).__name__}: {e}")
+            if not client.started:
+                await self._refuse_malformed(client, ProtocolError("internal error in the guard", 500))
         finally:
-            engine.close()
             writer.close()
             self._connections.discard(task)
+
+    async def _refuse_overflow(self, reader: ClientReader, writer: asyncio.StreamWriter) -> None:
+        self._loop_errors.note(f"connection cap of {self.max_connections} reached; answering 503")
+        try:
+            writer.write(simple_response(503, OVERLOADED_BODY, JSON, keep_alive=False))
+            async with asyncio.timeout(OVERFLOW_LINGER_S):
+                await linger_and_close(reader, writer)
+        except (OSError, TimeoutError):
+            pass
+        writer.close()
 
     async def _refuse_malformed(self, client: ClientIO, error: ProtocolError) -> None:
         body = _error_json(error.status, str(error), HTTPStatus(error.status).phrase.replace(" ", ""))
@@ -845,6 +963,7 @@ class Guard:
 
     async def _read_request(self, client: ClientIO) -> Request | None:
         """The next request head, or None when the client is done or too slow to send one."""
+        client.started = False
         try:
             async with asyncio.timeout(self.head_timeout_s):
                 head = await client.reader.readuntil(b"\r\n\r\n")
@@ -854,43 +973,48 @@ class Guard:
             return None
         return parse_request(head)
 
-    async def _exchange(self, request: Request, client: ClientIO, engine: EngineConnection,
-                        client_ip: str) -> str:
+    async def _exchange(self, request: Request, client: ClientIO, client_ip: str) -> str:
         """Answer one request. Returns what to do with the client connection next."""
         if request.wants_websocket:
             return await self._answer(client, request, 501, WEBSOCKET_BODY, JSON)
+        level = route_auth_level(request.method, request.path)
         refusal = decide_auth(request.method, request.path, request.authorization, self._api_key,
-                              self._admin_api_key, route_auth_level(request.method, request.path))
+                              self._admin_api_key, level)
         if refusal is not None:
             body = UNAUTHORIZED_BODY if refusal == 401 else FORBIDDEN_BODY
             return await self._answer(client, request, refusal, body, JSON)
         try:
-            io = await engine.get()
+            io = await self._connect_engine()
         except EngineDown:
             if request.path.startswith(("/health", "/ready")):
                 return await self._answer(client, request, 503, b"", None)  # as SGLang starting
             return await self._answer(client, request, 503, ENGINE_DOWN_BODY, JSON)
+        try:
+            return await self._forward(request, client, io, client_ip, level)
+        finally:
+            io.close()
+
+    async def _forward(self, request: Request, client: ClientIO, io: EngineIO, client_ip: str,
+                       level: str) -> str:
         if request.expects_continue:
             await client.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            client.started = False   # an interim answer: a refusal may still follow
+        engine_key = self._engine_keys.for_level(level) if self._engine_keys else None
         try:
-            await self._send_request(request, client, io, client_ip)
+            await self._send_request(request, client, io, client_ip, engine_key)
         except EngineFailed as e:
-            engine.close()
             self._log_engine_failure(request, e)
             return await self._answer(client, request, 502, BAD_GATEWAY_BODY, JSON)
         try:
-            keep_alive, reusable = await self._unless_client_leaves(
+            keep_alive = await self._unless_client_leaves(
                 client, self._relay_response(request, client, io))
         except NoResponse as e:
-            engine.close()
             self._log_engine_failure(request, e)
             return await self._answer(client, request, 502, BAD_GATEWAY_BODY, JSON,
                                       body_unread=False)
         except EngineFailed as e:  # the client has part of a response: all we can do is close
-            engine.close()
             self._log_engine_failure(request, e)
             return CLOSE
-        engine.release(reusable)
         return KEEP if keep_alive else CLOSE
 
     async def _answer(self, client: ClientIO, request: Request, status: int, body: bytes,
@@ -907,8 +1031,8 @@ class Guard:
         return LINGER if body_unread else CLOSE
 
     async def _send_request(self, request: Request, client: ClientIO, io: EngineIO,
-                            client_ip: str) -> None:
-        head = engine_request_head(request, client_ip, self._engine_host)
+                            client_ip: str, engine_key: str | None) -> None:
+        head = engine_request_head(request, client_ip, self._engine_host, engine_key)
         if request.body_kind == "length" and request.length <= PIECE:
             # One write for a small request: head and body in the same packet.
             await io.send(head + await client.readexactly(request.length))
@@ -918,15 +1042,13 @@ class Guard:
             await pump_body(client, request.body_kind, request.length, io,
                             chunked_out=request.body_kind == "chunked")
 
-    async def _relay_response(self, request: Request, client: ClientIO,
-                              io: EngineIO) -> tuple[bool, bool]:
-        """Relay the engine's response. Returns (client keep-alive, engine connection reusable)."""
+    async def _relay_response(self, request: Request, client: ClientIO, io: EngineIO) -> bool:
+        """Relay the engine's response. Returns whether the client connection stays open."""
         response = await read_response_head(io)
         try:
             kind, length = response_framing(request.method, response)
         except ProtocolError as e:
             raise NoResponse(str(e)) from e
-        reusable = response.reusable and kind != "close"
         if kind != "none" and self._needles and is_redacted_route(request.path):
             try:
                 body = await read_body(io, kind, length, REDACT_BODY_LIMIT)
@@ -935,7 +1057,7 @@ class Guard:
             body = redact(body, self._needles)
             head = client_response_head(response, request.keep_alive, new_length=len(body))
             await client.send(head + body)
-            return request.keep_alive, reusable
+            return request.keep_alive
         # An HTTP/1.0 client cannot take chunks: it gets the bare body and the close marks its end.
         chunked_out = kind == "chunked" and request.version == "HTTP/1.1"
         keep_alive = request.keep_alive and kind != "close"
@@ -948,7 +1070,7 @@ class Guard:
             await client.send(head)
             if kind != "none":
                 await pump_body(io, kind, length, client, chunked_out)
-        return keep_alive, reusable
+        return keep_alive
 
     async def _unless_client_leaves(self, client: ClientIO, relay):
         """Run the relay, but abandon it as soon as the client disconnects."""

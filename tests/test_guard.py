@@ -29,6 +29,7 @@ ADMIN_KEY = "sk-admin-9876543210"
 CANARY = "canary-secret-4f1c2b"
 QUOTED = 'tricky"secret\\with/escapes'
 WAIT = 5  # seconds; the most any condition below may take before the test fails
+BIG = 32 * 1024 * 1024  # more than loopback socket buffers hold
 
 
 # --- a stand-in engine ----------------------------------------------------------------------
@@ -83,6 +84,8 @@ class StubHandler(BaseHTTPRequestHandler):
             return self.reply(200, json.dumps(info).encode(), "application/json")
         if path == "/nocontent":
             return self.reply(204, b"", None)
+        if path == "/big":
+            return self.reply(200, b"x" * BIG, "application/octet-stream")
         if path == "/close":
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -255,9 +258,10 @@ def test_probe_paths_are_exempt(make_guard, path):
 def test_options_is_exempt_but_only_uppercase(make_guard):
     g = make_guard(api_key=API_KEY)
     assert get(g, "/v1/chat/completions", method="OPTIONS").status_code == 200
-    # requests uppercases methods, so send the lowercase one by hand.
+    # requests uppercases methods, so send the lowercase one by hand. Methods are case-sensitive
+    # and SGLang serves no lowercase one: refused before auth, like any method it does not serve.
     reply = raw(g.port, b"options /v1/models HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert reply.startswith(b"HTTP/1.1 401 ")
+    assert reply.startswith(b"HTTP/1.1 501 ")
 
 
 def test_only_api_key_guards_admin_routes_with_it(make_guard):
@@ -300,17 +304,28 @@ def test_only_admin_key_leaves_normal_routes_open(make_guard):
     assert ADMIN_KEY not in get(g, "/server_info").text
 
 
-def test_authorization_header_reaches_the_engine_and_x_forwarded_is_ours(make_guard):
-    g = make_guard(api_key=API_KEY)
+def test_engine_gets_its_own_key_host_and_forwarding_headers(make_guard, engine):
+    keys = guard.EngineKeys.generate()
+    g = make_guard(api_key=API_KEY, admin_api_key=ADMIN_KEY, engine_keys=keys)
     headers = {"Connection": "keep-alive, X-Hop", "X-Hop": "1", "Keep-Alive": "timeout=5",
                "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "X-Custom": "a b  c"}
-    seen = dict(get(g, "/echo", API_KEY, headers=headers).json()["headers"])
-    assert seen["Authorization"] == f"Bearer {API_KEY}"
+    seen = get(g, "/echo", API_KEY, headers=headers).json()["headers"]
+    assert [value for name, value in seen if name == "Authorization"] == [f"Bearer {keys.api_key}"]
+    seen = dict(seen)
     assert seen["X-Custom"] == "a b  c"
-    assert seen["Host"] == f"127.0.0.1:{g.port}"
+    assert seen["Host"] == f"127.0.0.1:{engine.port}"
     assert seen["X-Forwarded-For"] == "127.0.0.1"
-    for hop in ("X-Hop", "Keep-Alive", "Connection", "X-Forwarded-Proto"):
+    assert seen["Connection"] == "close"
+    for hop in ("X-Hop", "Keep-Alive", "X-Forwarded-Proto"):
         assert hop not in seen
+    admin_seen = dict(get(g, "/flush_cache", ADMIN_KEY, method="POST").json()["headers"])
+    assert admin_seen["Authorization"] == f"Bearer {keys.admin_api_key}"
+
+
+def test_without_engine_keys_no_credentials_are_forwarded(make_guard):
+    g = make_guard(api_key=API_KEY)
+    seen = dict(get(g, "/echo", API_KEY).json()["headers"])
+    assert "Authorization" not in seen
 
 
 def _sglang_package_dir():
@@ -408,7 +423,7 @@ def test_route_level_follows_starlette_matching():
 
 # --- forwarding -----------------------------------------------------------------------------
 
-def test_keep_alive_reuses_client_and_engine_connections(make_guard):
+def test_client_keep_alive_with_a_fresh_engine_connection_per_request(make_guard):
     g = make_guard(api_key=API_KEY)
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {API_KEY}"
@@ -417,7 +432,7 @@ def test_keep_alive_reuses_client_and_engine_connections(make_guard):
         assert session.get(g.url + "/json", timeout=WAIT).json() == {"ok": True}
         pools = session.get_adapter(g.url).poolmanager.pools
         assert [pools[key].num_connections for key in pools.keys()] == [1]
-    assert len(engine_ports) == 1
+    assert len(engine_ports) == 5
 
 
 def test_stream_events_are_not_held_back_by_nagle(make_guard):
@@ -541,6 +556,56 @@ def test_refused_request_with_unread_body_still_gets_its_answer(make_guard):
     response = get(g, "/generate", "wrong", method="POST", data=b"x" * 2_000_000)
     assert response.status_code == 401
     assert response.headers["Connection"] == "close"
+
+
+def wait_until(condition, what):
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_connections_beyond_the_cap_get_503_and_a_close(make_guard):
+    g = make_guard(max_connections=3)
+    idle = [socket.create_connection(("127.0.0.1", g.port), timeout=WAIT) for _ in range(3)]
+    try:
+        wait_until(lambda: len(g._connections) == 3, "three connections held")
+        reply = raw(g.port, b"GET /json HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 503 ") and b"Connection: close" in reply
+        assert any("connection cap of 3" in line for line in g.logs)
+    finally:
+        for sock in idle:
+            sock.close()
+    wait_until(lambda: not g._connections, "idle connections closed")
+    assert get(g, "/json").json() == {"ok": True}
+
+
+def test_the_cap_follows_the_open_file_limit():
+    assert guard.connection_budget(1024) == (1024 - guard.DESCRIPTORS_RESERVED) // 2
+    assert guard.connection_budget(10) == 1
+    soft, hard = guard.resource.getrlimit(guard.resource.RLIMIT_NOFILE)
+    assert guard.raise_open_file_limit() == hard == guard.resource.getrlimit(guard.resource.RLIMIT_NOFILE)[0]
+
+
+def test_a_client_that_never_reads_is_dropped(make_guard, monkeypatch):
+    monkeypatch.setattr(guard, "CLIENT_WRITE_TIMEOUT_S", 0.3)
+    g = make_guard()
+    with socket.create_connection(("127.0.0.1", g.port), timeout=WAIT) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n" * 20)  # pipelined, never read
+        wait_until(lambda: len(g._connections) == 1, "the connection to be served")
+        wait_until(lambda: not g._connections, "the guard to drop the non-reading client")
+
+
+def test_loop_errors_are_logged_once_per_interval():
+    lines = []
+    errors = guard.LoopErrorLog(lines.append, interval_s=0.2)
+    for _ in range(100):
+        errors(None, {"message": "socket.accept() out of system resource", "exception": OSError(24, "Too many open files")})
+    assert len(lines) == 1 and "Too many open files" in lines[0]
+    time.sleep(0.25)
+    errors(None, {"message": "socket.accept() out of system resource", "exception": OSError(24, "Too many open files")})
+    assert len(lines) == 2 and "99 more times" in lines[1]
 
 
 def test_incomplete_request_head_is_dropped_after_the_timeout(make_guard):
