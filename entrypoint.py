@@ -5,7 +5,8 @@ SGLang reads no environment variables as flag defaults, and a 70B engine loads f
 it says that a flag was wrong. This file turns the environment into a validated SGLang argv in
 well under a second, refuses bad configuration before anything starts, keeps secrets out of argv,
 logs and HTTP responses, then runs the engine behind the guard (guard.py) and hands its exit code
-back to Docker.
+back to Docker. The engine has keys of its own, made anew at every start and handed over in a
+private file (`--config`), so that it refuses whatever did not come through the guard.
 
 One rule covers every SGLang flag: ``--some-flag`` is set by ``ENGINE_SOME_FLAG``. The flags, their
 types and choices come from sglang_flags.json, generated from the pinned SGLang's own parser by
@@ -28,12 +29,17 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from guard import DEFAULT_MAX_CONNECTIONS, EngineKeys, Guard
 
 EXIT_CONFIG_ERROR = 78
 FLAG_ENV_PREFIX = "ENGINE_"
@@ -69,6 +75,7 @@ class Setting:
     type: type
     default: object
     help: str
+    minimum: float | None = None
 
 
 BUNDLE_SETTINGS = (
@@ -87,6 +94,9 @@ BUNDLE_SETTINGS = (
             "Seconds --healthcheck waits; above SGLang's own 20 s /health generation timeout."),
     Setting("BUNDLE_GPU_DRIVER_MIN", int, 0,
             "Lowest NVIDIA driver major the image needs; 0 derives it from the image's CUDA_VERSION."),
+    Setting("BUNDLE_GUARD_MAX_CONNECTIONS", int, DEFAULT_MAX_CONNECTIONS,
+            "Most client connections the guard holds open at once; beyond it a client gets 503. "
+            "Lowered at start to what the open-file limit allows.", minimum=1),
 )
 
 # Short names for the two settings everybody types; an error when given with their long form.
@@ -115,7 +125,12 @@ REFUSED_FLAGS = {
     "--ssl-keyfile-password": _TLS,
     "--enable-ssl-refresh": _TLS,
     "--fastapi-root-path": "the guard checks API keys by route path; serve under a prefix from the proxy in front",
+    "--config": "the bundle hands the engine its per-start keys in a config file of its own, and SGLang "
+                "takes only one; set flags as ENGINE_* variables or container arguments",
 }
+
+# Where --print-command and rendered files show the engine's key file; the real one is made at start.
+ENGINE_KEY_FILE_PLACEHOLDER = "<per-start engine key file>"
 
 # Kubernetes (and legacy Docker links) inject <SERVICE>_PORT=tcp://..., <SERVICE>_SERVICE_HOST and
 # friends for every service in the namespace; a service named "engine" would look like our flags.
@@ -145,9 +160,12 @@ def bundle_setting(name: str, environ) -> object:
     if setting.type is bool:
         return parse_bool(raw, name)
     try:
-        return setting.type(raw)
+        value = setting.type(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r}: expected {setting.type.__name__}. {setting.help}") from None
+    if setting.minimum is not None and value < setting.minimum:
+        raise ConfigError(f"{name}={raw!r}: expected at least {setting.minimum:g}. {setting.help}")
+    return value
 
 
 def file_env(name: str, environ) -> str | None:
@@ -293,8 +311,8 @@ class EngineConfig:
     admin_api_key: str | None
     warnings: list
 
-    def engine_argv(self, environ) -> list[str]:
-        """The argv the engine really gets: loopback host and the internal port."""
+    def engine_argv(self, environ, key_file: str = ENGINE_KEY_FILE_PLACEHOLDER) -> list[str]:
+        """The argv the engine really gets: loopback host, the internal port, its key file."""
         argv, skip = [], 0
         for token in self.argv:
             if skip:
@@ -306,7 +324,7 @@ class EngineConfig:
                 continue
             argv.append(token)
         port = str(bundle_setting("BUNDLE_ENGINE_PORT", environ))
-        return [*ENGINE_LAUNCH_COMMAND, *argv, "--host", "127.0.0.1", "--port", port]
+        return [*ENGINE_LAUNCH_COMMAND, *argv, "--host", "127.0.0.1", "--port", port, "--config", key_file]
 
 
 def suggest(name: str, candidates) -> str:
@@ -794,14 +812,46 @@ def relay_output(stream, sink, secrets) -> None:
         sink.flush()
 
 
+def write_engine_key_file(keys: EngineKeys) -> Path:
+    """The engine's keys as an SGLang `--config` YAML file, readable by this user only, in a fresh
+    private folder; in /dev/shm when possible, so that the keys never touch a disk."""
+    shm = Path("/dev/shm")
+    folder = Path(tempfile.mkdtemp(prefix="bundle-engine-",
+                                   dir=shm if os.access(shm, os.W_OK) else None))
+    path = folder / "engine-keys.yaml"
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        # SGLang's ConfigArgumentMerger turns each key into "--<key>" as written: option names.
+        file.write(f'api-key: "{keys.api_key}"\nadmin-api-key: "{keys.admin_api_key}"\n')
+    return path
+
+
+def remove_key_file(path: Path) -> None:
+    shutil.rmtree(path.parent, ignore_errors=True)
+
+
+def remove_key_file_once_listening(path: Path, engine: subprocess.Popen, port: int) -> None:
+    """SGLang reads its config file once, while parsing its arguments, long before it listens: once
+    its port answers (or it has exited), the file has served its purpose."""
+    while engine.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    remove_key_file(path)
+
+
 def run_engine(config: EngineConfig, environ, secrets, hf_token) -> int:
     """Guard first (a busy port fails before minutes of loading), then the engine, supervised."""
-    from guard import Guard
-
     v = config.values
+    engine_port = int(bundle_setting("BUNDLE_ENGINE_PORT", environ))
+    engine_keys = EngineKeys.generate()
+    secrets = [*secrets, engine_keys.api_key, engine_keys.admin_api_key]
     guard = Guard(listen_host=str(v["host"]), listen_port=int(v["port"]), upstream_host="127.0.0.1",
-                  upstream_port=int(bundle_setting("BUNDLE_ENGINE_PORT", environ)),
-                  api_key=config.api_key, admin_api_key=config.admin_api_key, secrets=tuple(secrets),
+                  upstream_port=engine_port, api_key=config.api_key, admin_api_key=config.admin_api_key,
+                  secrets=tuple(secrets), engine_keys=engine_keys,
+                  max_connections=bundle_setting("BUNDLE_GUARD_MAX_CONNECTIONS", environ),
                   log=lambda message: print(f"[bundle guard] {message}", file=sys.stderr, flush=True))
     try:
         guard.start()
@@ -813,12 +863,17 @@ def run_engine(config: EngineConfig, environ, secrets, hf_token) -> int:
     except OSError:  # a read-only root filesystem: the healthcheck falls back to the configured port
         pass
 
-    engine = subprocess.Popen(config.engine_argv(environ), env=engine_environment(environ, hf_token),
+    log(f"guard on {v['host']}:{v['port']}, at most {guard.max_connections} client connections")
+    key_file = write_engine_key_file(engine_keys)
+    engine = subprocess.Popen(config.engine_argv(environ, str(key_file)),
+                              env=engine_environment(environ, hf_token),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     relays = [threading.Thread(target=relay_output, args=(engine.stdout, sys.stdout, secrets), daemon=True),
               threading.Thread(target=relay_output, args=(engine.stderr, sys.stderr, secrets), daemon=True)]
     for relay in relays:
         relay.start()
+    threading.Thread(target=remove_key_file_once_listening, args=(key_file, engine, engine_port),
+                     daemon=True).start()
 
     def forward(signum, _frame):
         try:
@@ -829,6 +884,7 @@ def run_engine(config: EngineConfig, environ, secrets, hf_token) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, forward)
     code = engine.wait()
+    remove_key_file(key_file)
     for relay in relays:
         relay.join(timeout=5)
     guard.stop()

@@ -406,7 +406,7 @@ def test_kubernetes_service_links_are_not_mistaken_for_flags():
 
 
 @pytest.mark.parametrize("name", ["ENGINE_SSL_KEYFILE", "ENGINE_SSL_CERTFILE", "ENGINE_SSL_KEYFILE_PASSWORD",
-                                  "ENGINE_FASTAPI_ROOT_PATH"])
+                                  "ENGINE_FASTAPI_ROOT_PATH", "ENGINE_CONFIG"])
 def test_flags_that_would_bypass_or_break_the_guard_are_refused(name):
     with pytest.raises(ConfigError, match=f"{name}: --.* is not supported by the bundle"):
         argv_for({name: "/x"})
@@ -463,3 +463,59 @@ def test_runs_on_the_image_and_test_pythons(python):
                    "g.stop()\n")
     result = subprocess.run([interpreter, "-c", guard_smoke], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == "503", result.stderr
+
+
+# --- the engine's own keys (the second wall) ---------------------------------------------------
+
+def test_engine_argv_ends_with_its_key_file_and_never_a_key(tmp_path):
+    key = tmp_path / "api_key"
+    key.write_text("canary-user-key\n")
+    config = build_config({"ENGINE_API_KEY_FILE": str(key)}, [], entrypoint.Catalogue.load())
+    argv = config.engine_argv({}, "/dev/shm/x/engine-keys.yaml")
+    assert argv[-6:] == ["--host", "127.0.0.1", "--port", "30000", "--config", "/dev/shm/x/engine-keys.yaml"]
+    assert config.engine_argv({})[-1] == entrypoint.ENGINE_KEY_FILE_PLACEHOLDER
+    assert not [t for t in argv if "key" in t and t.startswith("--") and t != "--config"]
+    assert "canary-user-key" not in " ".join(argv)
+
+
+def test_engine_key_file_is_private_and_removed_with_its_folder():
+    keys = entrypoint.EngineKeys.generate()
+    path = entrypoint.write_engine_key_file(keys)
+    try:
+        assert oct(path.stat().st_mode & 0o777) == "0o600"
+        assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
+        assert keys.api_key in path.read_text() and keys.admin_api_key in path.read_text()
+        assert keys.api_key != keys.admin_api_key and len(keys.api_key) == 64
+    finally:
+        entrypoint.remove_key_file(path)
+    assert not path.parent.exists()
+
+
+def test_engine_key_file_goes_once_the_engine_listens():
+    path = entrypoint.write_engine_key_file(entrypoint.EngineKeys.generate())
+    engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        import socket
+        with socket.create_server(("127.0.0.1", 0)) as listener:
+            entrypoint.remove_key_file_once_listening(path, engine, listener.getsockname()[1])
+        assert not path.exists()
+    finally:
+        engine.kill()
+        engine.wait()
+
+
+def test_engine_key_file_goes_when_the_engine_exits_without_listening():
+    path = entrypoint.write_engine_key_file(entrypoint.EngineKeys.generate())
+    engine = subprocess.Popen([sys.executable, "-c", "pass"])
+    engine.wait()
+    entrypoint.remove_key_file_once_listening(path, engine, 1)
+    assert not path.parent.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "many"])
+def test_guard_connection_cap_must_be_a_positive_integer(value):
+    result = subprocess.run([sys.executable, str(ROOT / "entrypoint.py"), "--print-command"],
+                            env={**os.environ, "BUNDLE_GUARD_MAX_CONNECTIONS": value},
+                            capture_output=True, text=True)
+    assert result.returncode == entrypoint.EXIT_CONFIG_ERROR
+    assert f"BUNDLE_GUARD_MAX_CONNECTIONS={value!r}" in result.stderr

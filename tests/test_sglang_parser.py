@@ -142,3 +142,21 @@ def test_env_prefix_collides_with_nothing_sglang_reads(catalogue):
     naive = {"SGLANG_" + o[2:].upper().replace("-", "_") for f in catalogue.flags for o in f.options}
     assert {"SGLANG_PORT", "SGLANG_DP_SIZE"} <= naive & sglang_names
     assert len(naive & sglang_names) == 9
+
+
+def test_the_engine_key_file_gives_the_real_sglang_its_keys():
+    """What SGLang's own --config handling (prepare_server_args) makes of the bundle's key file."""
+    from sglang.srt.utils.server_args_config_parser import ConfigArgumentMerger
+    keys = entrypoint.EngineKeys.generate()
+    path = entrypoint.write_engine_key_file(keys)
+    try:
+        argv = entrypoint.build_config({}, [], entrypoint.Catalogue.load()).engine_argv({}, str(path))
+        flags = argv[len(entrypoint.ENGINE_LAUNCH_COMMAND):]
+        parser = argparse.ArgumentParser(prog="sglang serve")
+        ServerArgs.add_cli_args(parser)
+        merged = ConfigArgumentMerger(parser).merge_config_with_args(flags)
+        namespace, warnings = parse_strictly(merged)
+    finally:
+        entrypoint.remove_key_file(path)
+    assert (namespace.api_key, namespace.admin_api_key) == (keys.api_key, keys.admin_api_key)
+    assert "--config" not in merged and warnings == []
