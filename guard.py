@@ -47,6 +47,10 @@ HEAD_TIMEOUT_S = 60.0                # a client must send a complete request hea
 CLIENT_BODY_IDLE_TIMEOUT_S = 60.0    # a request body that stalls this long is abandoned
 CLIENT_WRITE_TIMEOUT_S = 60.0        # a client that reads nothing of its response this long is dropped
 ENGINE_CONNECT_TIMEOUT_S = 10.0
+# What one connection buffers from the engine while its client is slow: asyncio pauses reading at
+# twice the stream limit, and the kernel holds about twice SO_RCVBUF. Response heads are small.
+ENGINE_READ_LIMIT = 16 * 1024
+ENGINE_RECEIVE_BUFFER = 32 * 1024
 LINGER_S = 2.0                       # how long we drain an unread request body before closing
 OVERFLOW_LINGER_S = 0.5              # the same, for a connection refused by the connection cap
 PIECE = 64 * 1024
@@ -575,7 +579,11 @@ class ClientIO:
             self.writer.write(data)
             async with asyncio.timeout(CLIENT_WRITE_TIMEOUT_S):
                 await self.writer.drain()
-        except (OSError, TimeoutError) as e:
+        except TimeoutError as e:
+            # close() would wait for the unread buffer to drain, which it never will: abort.
+            self.writer.transport.abort()
+            raise ClientGone("the client read nothing for too long") from e
+        except OSError as e:
             raise ClientGone(f"writing the response: {e!r}") from e
 
 
@@ -727,6 +735,23 @@ def set_nodelay(writer: asyncio.StreamWriter) -> None:
     sock = writer.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+async def engine_socket(host: str, port: int) -> socket.socket:
+    """A connected socket to the engine with a small receive buffer: while a client reads slowly,
+    the engine's answer waits in the engine, not in this process (asyncio reads up to 256 KiB at
+    a time, whatever its stream limit)."""
+    loop = asyncio.get_running_loop()
+    family, kind, proto, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, ENGINE_RECEIVE_BUFFER)
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def raise_open_file_limit() -> int:
@@ -891,7 +916,8 @@ class Guard:
         try:
             async with asyncio.timeout(ENGINE_CONNECT_TIMEOUT_S):
                 reader, writer = await asyncio.open_connection(
-                    self.upstream_host, self.upstream_port, limit=HEAD_LIMIT)
+                    sock=await engine_socket(self.upstream_host, self.upstream_port),
+                    limit=ENGINE_READ_LIMIT)
         except (OSError, TimeoutError) as e:
             self._note_engine_reachable(False, e)
             raise EngineDown() from e

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from sglang.srt.utils.auth import AuthLevel, add_api_key_middleware, auth_level
 
 PARSERS = ("httptools", "h11")
+BIG_BODY = 1024 * 1024   # GET /big: enough to fill a client's socket buffers in a few requests
 
 
 @dataclass
@@ -101,6 +102,10 @@ def build_app(journal: Journal, api_key: str | None, admin_api_key: str | None) 
     @app.get("/server_info")
     async def server_info():
         return {"api_key": api_key, "admin_api_key": admin_api_key}
+
+    @app.get("/big")
+    async def big():
+        return Response(b"x" * BIG_BODY, media_type="application/octet-stream")
 
     @app.get("/stream")
     async def stream():
