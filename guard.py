@@ -737,12 +737,12 @@ def set_nodelay(writer: asyncio.StreamWriter) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-async def engine_socket(host: str, port: int) -> socket.socket:
+async def engine_socket(engine_address) -> socket.socket:
     """A connected socket to the engine with a small receive buffer: while a client reads slowly,
     the engine's answer waits in the engine, not in this process (asyncio reads up to 256 KiB at
-    a time, whatever its stream limit)."""
+    a time, whatever its stream limit). `engine_address` is one getaddrinfo() entry."""
     loop = asyncio.get_running_loop()
-    family, kind, proto, _, address = (await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))[0]
+    family, kind, proto, _, address = engine_address
     sock = socket.socket(family, kind, proto)
     try:
         sock.setblocking(False)
@@ -849,6 +849,9 @@ class Guard:
         if self._thread is not None:
             raise RuntimeError("guard already started")
         self.max_connections = min(self.max_connections, connection_budget(raise_open_file_limit()))
+        # Resolved once: per request, getaddrinfo would run in a thread and cost a millisecond.
+        self._engine_address = socket.getaddrinfo(self.upstream_host, self.upstream_port,
+                                                  type=socket.SOCK_STREAM)[0]
         listener = _bind(self.listen_host, self.listen_port)
         self.port = listener.getsockname()[1]
         self._loop = asyncio.new_event_loop()
@@ -916,7 +919,7 @@ class Guard:
         try:
             async with asyncio.timeout(ENGINE_CONNECT_TIMEOUT_S):
                 reader, writer = await asyncio.open_connection(
-                    sock=await engine_socket(self.upstream_host, self.upstream_port),
+                    sock=await engine_socket(self._engine_address),
                     limit=ENGINE_READ_LIMIT)
         except (OSError, TimeoutError) as e:
             self._note_engine_reachable(False, e)
