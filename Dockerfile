@@ -1,7 +1,8 @@
 # The bundle image: the pinned SGLang image plus the entrypoint, the guard and a healthcheck.
-# BASE_IMAGE is rendered per hardware from presets/hardware.yaml (CUDA 13 lane: host driver >= 580;
-# ROCm lane for MI300X). Tests build it FROM a local CPU stand-in base instead (tests/standin/).
-ARG BASE_IMAGE=lmsysorg/sglang:v0.5.23-runtime
+# BASE_IMAGE is rendered per hardware lane from presets/hardware.yaml, which is also where this
+# default comes from (tests/test_render.py fails when they differ); the tag evidence is in
+# presets/engine-image.md. Tests build it FROM a local CPU stand-in base instead (tests/standin/).
+ARG BASE_IMAGE=lmsysorg/sglang:v0.5.23-cu130-runtime
 FROM ${BASE_IMAGE}
 
 LABEL org.opencontainers.image.title="Llama 3.1 70B Instruct on SGLang (deployment bundle)" \

@@ -11,13 +11,14 @@ ALLOW_NO_API_KEY ?=
 LORA_DIR ?=
 SECRETS_DIR ?=
 OVERRIDE ?=
+BASE_IMAGE ?=
 OUT ?=
 PYTEST_ARGS ?=
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DEPLOYED := deploy/port-$(PORT)/docker-compose.yml
-export HARDWARE PRESET GPUS PORT BIND_ADDRESS API_KEY_FILE ADMIN_API_KEY_FILE ALLOW_NO_API_KEY LORA_DIR SECRETS_DIR ENV_FILE OVERRIDE
+export HARDWARE PRESET GPUS PORT BIND_ADDRESS API_KEY_FILE ADMIN_API_KEY_FILE ALLOW_NO_API_KEY LORA_DIR SECRETS_DIR ENV_FILE OVERRIDE BASE_IMAGE
 
 .DEFAULT_GOAL := help
 .PHONY: help presets render deploy down logs status bench eval test test-gpu provision compose-file readme catalogue
@@ -41,7 +42,7 @@ render: | $(PY) ## write one compose file: HARDWARE= PRESET= OUT= [GPUS= PORT= B
 	  $(if $(BIND_ADDRESS),--bind-address "$(BIND_ADDRESS)") $(if $(API_KEY_FILE),--api-key-file "$(API_KEY_FILE)") \
 	  $(if $(filter-out 0,$(ALLOW_NO_API_KEY)),--allow-no-api-key) $(if $(LORA_DIR),--lora-dir "$(LORA_DIR)") \
 	  $(if $(SECRETS_DIR),--secrets-dir "$(SECRETS_DIR)") $(if $(ADMIN_API_KEY_FILE),--admin-api-key-file "$(ADMIN_API_KEY_FILE)") \
-	  $(if $(ENV_FILE),--env-file "$(ENV_FILE)")
+	  $(if $(ENV_FILE),--env-file "$(ENV_FILE)") $(if $(BASE_IMAGE),--base-image "$(BASE_IMAGE)")
 
 deploy: | $(PY) ## render, validate, start and wait until ready: [HARDWARE=] PRESET= [GPUS= PORT=]
 	@$(PY) -m bundle.deploy

@@ -6,9 +6,11 @@ Ordered single-purpose steps, each one failing with a message that says what to 
     3. render_compose_file   deploy/port-<PORT>/docker-compose.yml from the preset data
     4. check_secrets         the Hugging Face token file (and key files, ENV_FILE) exist and are not empty
     5. validate_compose_file `docker compose config` of the real Compose binary
-    6. start                 `docker compose up -d` (builds the bundle image on top of the pinned SGLang)
-    7. wait_until_ready      elapsed time and the engine's phase from its log, until the healthcheck passes
-    8. wrap_up               the endpoint and a working curl example
+    6. check_base_image      the SGLang image to build FROM exists (locally, or in its registry when
+                             the host is online), and its digest, before minutes of building
+    7. start                 `docker compose up -d` (builds the bundle image on top of the pinned SGLang)
+    8. wait_until_ready      elapsed time and the engine's phase from its log, until the healthcheck passes
+    9. wrap_up               the endpoint and a working curl example
 """
 from __future__ import annotations
 
@@ -104,6 +106,77 @@ def check_secrets(params: render.Params, secrets_dir: Path) -> None:
                 raise DeployError(f"{variable}={path} is missing or empty")
 
 
+IMAGE_CHECK_TIMEOUT_S = 30
+# How `docker` says that the registry could not be asked at all, as opposed to a real "no".
+REGISTRY_UNREACHABLE = re.compile(r"no such host|i/o timeout|network is unreachable|connection refused|"
+                                  r"connection reset|TLS handshake timeout|temporary failure in name resolution|"
+                                  r"context deadline exceeded|dial tcp|proxyconnect", re.I)
+NO_SUCH_COMMAND = re.compile(r"unknown command|is not a docker command|unknown flag", re.I)
+
+
+def image_to_build(files: list[Path]) -> str | None:
+    """The BASE_IMAGE the engine service would be built FROM, or None when it is not built here
+    (an override gives a ready image, as the tests do)."""
+    result = run(compose(files, "config", "--format", "json"))
+    if result.returncode != 0:
+        raise DeployError(f"docker compose rejects the rendered file:\n{result.stderr.strip()}")
+    build = json.loads(result.stdout)["services"]["engine"].get("build") or {}
+    return (build.get("args") or {}).get("BASE_IMAGE")
+
+
+def ask_registry(reference: str) -> tuple[str, str | None, str]:
+    """("found", digest or None, command) | ("missing", message, command) | ("unknown", why, command)."""
+    for command in (["docker", "buildx", "imagetools", "inspect", reference],
+                    ["docker", "manifest", "inspect", reference]):
+        shown = " ".join(command)
+        try:
+            result = run(command, timeout=IMAGE_CHECK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return "unknown", f"no answer within {IMAGE_CHECK_TIMEOUT_S} s", shown
+        if result.returncode == 0:
+            digest = re.search(r"^Digest:\s*(sha256:[0-9a-f]{64})", result.stdout, re.M)
+            return "found", digest.group(1) if digest else None, shown
+        message = (result.stderr or result.stdout).strip()
+        if NO_SUCH_COMMAND.search(message):
+            continue   # buildx is a plugin that many hosts lack; `docker manifest` is built in
+        if REGISTRY_UNREACHABLE.search(message):
+            return "unknown", message.splitlines()[-1] if message else "no answer", shown
+        return "missing", message.splitlines()[-1] if message else f"exit code {result.returncode}", shown
+    return "unknown", "neither `docker buildx imagetools` nor `docker manifest` is available", "docker"
+
+
+def check_base_image(reference: str | None, alternatives: list[str]) -> None:
+    if reference is None:
+        say("base image check: not needed, the engine image is given ready-made (no build)")
+        return
+    if run(["docker", "image", "inspect", reference]).returncode == 0:
+        say(f"base image {reference} is present locally")
+        return
+    answer, detail, command = ask_registry(reference)
+    if answer == "unknown":
+        say(f"base image check skipped, the registry could not be asked ({command}: {detail}); "
+            "the build will tell")
+        return
+    if answer == "found":
+        say(f"base image {reference} resolves" + (f", digest {detail}" if detail else ""))
+        if detail and "@" not in reference:
+            print(f"    to freeze this exact engine build: BASE_IMAGE={reference}@{detail} "
+                  "(or set the lane's digest in presets/hardware.yaml)")
+        return
+    tried = [f"{reference}: {detail} ({command})"]
+    existing = []
+    for alternative in alternatives:
+        other, other_detail, other_command = ask_registry(alternative)
+        tried.append(f"{alternative}: {'found' if other == 'found' else other_detail} ({other_command})")
+        if other == "found":
+            existing.append(alternative)
+    advice = (f"deploy with BASE_IMAGE={existing[0]}" if existing else
+              "set BASE_IMAGE= to an SGLang image of the pinned release that exists")
+    raise DeployError("the SGLang image to build FROM does not resolve; nothing was built. Tried:\n    "
+                      + "\n    ".join(tried) + f"\n{advice}, or fix the lane's tag in presets/hardware.yaml "
+                      "(evidence for the tags: presets/engine-image.md)")
+
+
 def start(files: list[Path]) -> None:
     say("starting (the first start builds the image on top of the pinned SGLang image)")
     result = subprocess.run(compose(files, "up", "-d"), text=True, stderr=subprocess.PIPE)
@@ -188,6 +261,8 @@ def main(argv=None) -> int:
     parser.add_argument("--bind-address", default=os.environ.get("BIND_ADDRESS") or None)
     parser.add_argument("--api-key-file", default=os.environ.get("API_KEY_FILE") or None)
     parser.add_argument("--admin-api-key-file", default=os.environ.get("ADMIN_API_KEY_FILE") or None)
+    parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or None,
+                        help="the SGLang image to build FROM, e.g. repository:tag@sha256:... to pin it")
     parser.add_argument("--env-file", default=os.environ.get("ENV_FILE") or None,
                         help="file of extra ENGINE_*/BUNDLE_* settings for the engine container")
     parser.add_argument("--allow-no-api-key", action="store_true",
@@ -203,7 +278,7 @@ def main(argv=None) -> int:
         params = render.Params(gpus=render.parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
                                api_key_file=args.api_key_file, admin_api_key_file=args.admin_api_key_file,
                                allow_no_api_key=args.allow_no_api_key, lora_dir=args.lora_dir,
-                               secrets_dir=args.secrets_dir, env_file=args.env_file)
+                               secrets_dir=args.secrets_dir, env_file=args.env_file, base_image=args.base_image)
         check_docker()
         hardware = choose_hardware(data, args.hardware, params.gpus)
         out = deploy_file(args.port or data["deployment"]["default_port"])
@@ -211,6 +286,7 @@ def main(argv=None) -> int:
         files = [out, *[Path(o).resolve() for o in args.override]]
         check_secrets(params, render.secrets_path(data, params))
         validate_compose_file(files)
+        check_base_image(image_to_build(files), render.image_alternatives(data, deployment))
         start(files)
         wait_until_ready(files, args.timeout)
         wrap_up(params, data, deployment)

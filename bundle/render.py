@@ -59,6 +59,7 @@ class Deployment:
     count: int
     vendor: str
     image: dict
+    base_image: str           # the pinned SGLang image the bundle image is built FROM
     image_tag: str
     flags: dict               # SGLang flag (long name, no --) -> value
     engine_env: dict          # ENGINE_* -> string, what the compose file carries
@@ -100,6 +101,7 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
     profile, spec = profiles[hardware], presets[preset]
     gpu = data["hardware"]["gpus"][profile["gpu"]]
     image = data["hardware"]["images"][gpu["image"]]
+    reference = base_image(data, gpu["image"])
     count = int(profile["count"])
     override = (spec.get("hardware") or {}).get(hardware) or {}
     if override.get("unsupported"):
@@ -142,11 +144,41 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
     deploy = data["deployment"]
     return Deployment(
         hardware=hardware, preset=preset, summary=spec["summary"], gpu=gpu, count=count,
-        vendor=image["vendor"], image=image,
-        image_tag=f"{deploy['image_name']}:sglang-{catalogue.sglang_version}-{gpu['image']}",
+        vendor=image["vendor"], image=image, base_image=reference,
+        image_tag=f"{deploy['image_name']}:sglang-{data['hardware']['sglang_version']}-{gpu['image']}",
         flags=flags, engine_env=engine_env, extra_env=dict(spec.get("env") or {}),
         rationale_lines=_wrap(" ".join(rationale)), plan=plan,
         engine_argv=config.engine_argv(engine_env))
+
+
+IMAGE_REFERENCE = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
+                             r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def base_image(data: dict, lane: str) -> str:
+    """repository:tag[@digest] of an image lane, the tag made from the pinned SGLang version."""
+    image = data["hardware"]["images"][lane]
+    tag = image["tag"].replace("{sglang_version}", str(data["hardware"]["sglang_version"]))
+    digest = image.get("digest")
+    if digest and not DIGEST.fullmatch(digest):
+        raise RenderError(f"presets/hardware.yaml images.{lane}.digest={digest!r}: expected sha256:<64 hex digits>")
+    return f"{image['repository']}:{tag}" + (f"@{digest}" if digest else "")
+
+
+def image_alternatives(data: dict, deployment: Deployment) -> list[str]:
+    """Other tags of the deployment's lane worth trying when its own does not resolve."""
+    image = data["hardware"]["images"][deployment.gpu["image"]]
+    version = str(data["hardware"]["sglang_version"])
+    return [f"{image['repository']}:{tag.replace('{sglang_version}', version)}"
+            for tag in image.get("alternatives") or ()]
+
+
+def check_image_reference(reference: str) -> str:
+    if not IMAGE_REFERENCE.fullmatch(reference):
+        raise RenderError(f"BASE_IMAGE={reference!r}: expected an image reference such as "
+                          "lmsysorg/sglang:v0.5.23-cu130-runtime or repository:tag@sha256:<64 hex digits>")
+    return reference
 
 
 @functools.lru_cache(maxsize=None)
@@ -182,12 +214,14 @@ class Params:
     lora_dir: str | None = None
     secrets_dir: str | None = None
     env_file: str | None = None
+    base_image: str | None = None   # overrides the lane's image from presets/hardware.yaml
 
 
 # make variable -> Params field, for the command line written into rendered files.
 MAKE_VARIABLES = {"GPUS": "gpus", "PORT": "port", "BIND_ADDRESS": "bind_address", "API_KEY_FILE": "api_key_file",
                   "ADMIN_API_KEY_FILE": "admin_api_key_file", "ALLOW_NO_API_KEY": "allow_no_api_key",
-                  "LORA_DIR": "lora_dir", "SECRETS_DIR": "secrets_dir", "ENV_FILE": "env_file"}
+                  "LORA_DIR": "lora_dir", "SECRETS_DIR": "secrets_dir", "ENV_FILE": "env_file",
+                  "BASE_IMAGE": "base_image"}
 
 
 def secrets_path(data: dict, params: Params) -> Path:
@@ -249,6 +283,7 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         "secrets": secrets,
         "lora_dir": from_out(params.lora_dir) if params.lora_dir else None,
         "env_file": from_out(params.env_file) if params.env_file else None,
+        "base_image": check_image_reference(params.base_image) if params.base_image else deployment.base_image,
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
@@ -334,6 +369,7 @@ def main(argv=None) -> int:
     one.add_argument("--lora-dir")
     one.add_argument("--secrets-dir")
     one.add_argument("--env-file")
+    one.add_argument("--base-image", help="the SGLang image to build FROM (default: the lane's, from the data)")
     args = parser.parse_args(argv)
     try:
         data = load_data(args.data)
@@ -352,7 +388,7 @@ def main(argv=None) -> int:
             params = Params(gpus=parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
                             api_key_file=args.api_key_file, admin_api_key_file=args.admin_api_key_file,
                             allow_no_api_key=args.allow_no_api_key, lora_dir=args.lora_dir,
-                            secrets_dir=args.secrets_dir, env_file=args.env_file)
+                            secrets_dir=args.secrets_dir, env_file=args.env_file, base_image=args.base_image)
             deployment = resolve(data, args.hardware, args.preset)
             text = render(data, deployment, params, args.out,
                           render_command(args.hardware, args.preset, str(args.out), params))

@@ -59,7 +59,7 @@ def test_every_pair_renders_and_passes_docker_compose_config(hardware, preset, t
     else:
         assert "/dev/kfd" in str(service["devices"]) and "video" in service["group_add"]
         assert "deploy" not in service
-    assert service["build"]["args"]["BASE_IMAGE"] == deployment.image["image"]
+    assert service["build"]["args"]["BASE_IMAGE"] == deployment.base_image
     deploy = DATA["deployment"]
     assert service["restart"] == deploy["restart"]
     assert seconds(service["stop_grace_period"]) == seconds(deploy["stop_grace_period"])
@@ -212,7 +212,7 @@ def test_detection_on_a_subset_named_by_gpus():
 
 def test_dockerfile_default_base_image_is_the_cuda_profile_image():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert f"ARG BASE_IMAGE={DATA['hardware']['images']['cuda']['image']}\n" in dockerfile
+    assert f"ARG BASE_IMAGE={render.base_image(DATA, 'cuda')}\n" in dockerfile
 
 
 def test_fp8_on_hardware_without_fp8_is_refused_from_the_memory_plan():
