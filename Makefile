@@ -57,17 +57,20 @@ status: ## container state and health of the deployment on PORT
 	@docker compose -f $(DEPLOYED) ps
 	@curl -fsS -o /dev/null -w "readiness /ready: HTTP %{http_code}\n" http://127.0.0.1:$(PORT)/ready || true
 
-# bench/eval run SGLang's own tools inside the engine container, against the engine's loopback port:
-# no API key needed there (few_shot_gsm8k cannot send one), and nothing to install on the host.
+# bench/eval run SGLang's own tools inside the engine container, through the guard on the
+# container's loopback: the engine itself answers only its per-start key, and this measures what
+# clients get. The deployment's API key, if any, is read there from its secret file.
 BENCH_ARGS ?= --backend sglang --num-prompts 100
 EVAL_ARGS ?= --num-questions 200
-ENGINE_EXEC = docker compose -f $(DEPLOYED) exec -T engine sh -c
+IN_ENGINE = docker compose -f $(DEPLOYED) exec -T engine sh -c
+AS_CLIENT = cd /tmp && GUARD_PORT=$${ENGINE_PORT:-$${PORT:-8000}} && \
+  if [ -n "$${ENGINE_API_KEY_FILE:-}" ]; then OPENAI_API_KEY=$$(cat "$$ENGINE_API_KEY_FILE"); export OPENAI_API_KEY; fi
 
 bench: ## the seed's speed benchmark (sglang.bench_serving) against the deployment on PORT
-	$(ENGINE_EXEC) 'cd /tmp && python3 -m sglang.bench_serving --host 127.0.0.1 --port $${BUNDLE_ENGINE_PORT:-30000} $(BENCH_ARGS)'
+	$(IN_ENGINE) '$(AS_CLIENT) && python3 -m sglang.bench_serving --host 127.0.0.1 --port $$GUARD_PORT $(BENCH_ARGS)'
 
 eval: ## the seed's accuracy run (GSM8K, 200 questions) against the deployment on PORT
-	$(ENGINE_EXEC) 'cd /tmp && python3 -m sglang.test.few_shot_gsm8k --port $${BUNDLE_ENGINE_PORT:-30000} $(EVAL_ARGS)'
+	$(IN_ENGINE) '$(AS_CLIENT) && python3 - --port $$GUARD_PORT $(EVAL_ARGS)' < tools/few_shot_gsm8k_with_key.py
 
 compose-file: | $(PY) ## regenerate the top-level docker-compose.yml (h100x4, basic)
 	$(PY) -m bundle.render render --hardware h100x4 --preset basic --out docker-compose.yml

@@ -482,6 +482,11 @@ def check_conflicts(config: EngineConfig) -> None:
     if v.get("enable_dp_attention") and dp == 1:
         config.warnings.append("--enable-dp-attention without a dp size does nothing; use "
                                f"{env_name_for_option('--attn-dp-size')}")
+    if int(v.get("tokenizer_worker_num") or 1) > 1:
+        raise ConfigError(f"tokenizer_worker_num > 1 ({origin('tokenizer_worker_num')}) is not supported by the "
+                          "bundle: SGLang runs several tokenizer workers only without an API key, and the engine's "
+                          "own per-start key is what refuses requests that did not come through the guard. "
+                          "Scale with dp_size or replicas instead")
     if ":" in (v.get("served_model_name") or ""):
         raise ConfigError(f"served model name {v['served_model_name']!r} must not contain ':' "
                           f"({origin('served_model_name')})")
@@ -779,6 +784,39 @@ def installed_engine_version(catalogue: Catalogue) -> str:
     return f"SGLang in this image: {installed}; flag catalogue: {catalogue.sglang_version}{same}"
 
 
+HTTP_STACK = ("fastapi", "starlette", "uvicorn", "httptools", "h11", "uvloop")
+# Starlette < 1.0.1 builds request.url from the Host header (CVE-2026-48710); SGLang's key check
+# reads request.url.path, so "Host: x/health?" makes any route look exempt to it.
+STARLETTE_HOST_FIX = (1, 0, 1)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text.split("+")[0])[:3])
+
+
+def engine_http_stack(version_of=None) -> list[str]:
+    """What serves the engine's HTTP in this image, and a warning when it weakens the engine's own
+    key check. The guard replaces the Host header, so only requests that bypass it are at stake."""
+    from importlib import metadata
+
+    def installed(name):
+        try:
+            return (version_of or metadata.version)(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    versions = {name: installed(name) for name in HTTP_STACK}
+    parser = "httptools" if versions["httptools"] else "h11"
+    lines = ["engine HTTP stack: " + ", ".join(f"{name} {version or 'absent'}" for name, version in versions.items())
+             + f" (uvicorn parses with {parser})"]
+    starlette = versions["starlette"]
+    if starlette and _version_tuple(starlette) < STARLETTE_HOST_FIX:
+        lines.append(f"warning: Starlette {starlette} is older than 1.0.1 (CVE-2026-48710): the engine's own "
+                     "key check can be fooled by a malformed Host header. The guard replaces Host, so requests "
+                     "through it are safe; use an image with Starlette >= 1.0.1 to keep the second wall whole")
+    return lines
+
+
 def check_with_engine_parser(engine_argv: list[str]) -> None:
     flags = engine_argv[len(ENGINE_LAUNCH_COMMAND):]
     result = subprocess.run([sys.executable, "-c", PARSE_CHECK, *flags], capture_output=True, text=True)
@@ -966,6 +1004,8 @@ def main(argv: list[str]) -> int:
             print(json.dumps([redact(token, secrets) for token in engine_argv]))
             return 0
         log(installed_engine_version(catalogue))
+        for line in engine_http_stack():
+            log(line)
         if bundle_setting("BUNDLE_PARSE_CHECK", environ):
             check_with_engine_parser(engine_argv)
     except ConfigError as err:

@@ -215,12 +215,16 @@ def test_served_model_name_without_colon():
         argv_for({"ENGINE_SERVED_MODEL_NAME": "llama:70b"})
 
 
-def test_api_key_with_several_tokenizer_workers_is_fine_behind_the_guard():
-    # SGLang asserts on --api-key with --tokenizer-worker-num > 1; the bundle never gives the key to
-    # the engine (the guard checks it), so this combination works here.
-    config = build_config({"ENGINE_API_KEY": "k", "ENGINE_TOKENIZER_WORKER_NUM": "4"}, [],
-                          entrypoint.Catalogue.load())
-    assert "--api-key" not in config.argv and config.api_key == "k"
+@pytest.mark.parametrize("workers, refused", [("1", False), ("2", True), ("8", True)])
+def test_several_tokenizer_workers_are_refused_since_the_engine_always_has_a_key(workers, refused):
+    # SGLang asserts that no API key is set with --tokenizer-worker-num > 1, and the engine now
+    # always runs with its own per-start key (the second wall).
+    env = {"ENGINE_TOKENIZER_WORKER_NUM": workers}
+    if refused:
+        with pytest.raises(ConfigError, match="ENGINE_TOKENIZER_WORKER_NUM.*guard"):
+            build_config(env, [], entrypoint.Catalogue.load())
+    else:
+        assert build_config(env, [], entrypoint.Catalogue.load()).values["tokenizer_worker_num"] == 1
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -519,3 +523,23 @@ def test_guard_connection_cap_must_be_a_positive_integer(value):
                             capture_output=True, text=True)
     assert result.returncode == entrypoint.EXIT_CONFIG_ERROR
     assert f"BUNDLE_GUARD_MAX_CONNECTIONS={value!r}" in result.stderr
+
+
+def test_engine_http_stack_is_reported_and_an_old_starlette_warned_about():
+    from importlib.metadata import PackageNotFoundError
+
+    def versions(table):
+        def version_of(name):
+            if name not in table:
+                raise PackageNotFoundError(name)
+            return table[name]
+        return version_of
+
+    current = entrypoint.engine_http_stack(versions({"starlette": "1.10.0", "uvicorn": "0.54.0", "httptools": "0.9.0"}))
+    assert current == ["engine HTTP stack: fastapi absent, starlette 1.10.0, uvicorn 0.54.0, httptools 0.9.0, "
+                       "h11 absent, uvloop absent (uvicorn parses with httptools)"]
+    old = entrypoint.engine_http_stack(versions({"starlette": "0.48.0", "uvicorn": "0.51.0"}))
+    assert old[0].endswith("(uvicorn parses with h11)")
+    assert "Starlette 0.48.0 is older than 1.0.1 (CVE-2026-48710)" in old[1]
+    assert len(entrypoint.engine_http_stack(versions({"starlette": "1.0.1"}))) == 1
+    assert len(entrypoint.engine_http_stack(versions({"starlette": "1.0.0"}))) == 2
