@@ -32,6 +32,8 @@ READY_TIMEOUT = 120 if STANDIN else 3600
 # weights are already in the cache and HF_TOKEN is unset.
 CANARY_HF_TOKEN = (os.environ.get("HF_TOKEN") if not STANDIN else None) or "hf_CANARYtoken" + uuid.uuid4().hex[:12]
 CANARY_API_KEY = "sk-canary-" + uuid.uuid4().hex
+# Inside the container: every request that reaches the stand-in engine, one JSON line each.
+STANDIN_JOURNAL = "/tmp/standin-requests.jsonl"
 
 
 def run(*args, check=True, timeout=600, **kwargs) -> subprocess.CompletedProcess:
@@ -46,8 +48,18 @@ def build_test_images() -> str | None:
     In GPU mode the rendered compose file builds the real image itself (`pull_policy: build`)."""
     if not STANDIN:
         return None
+    import hashlib
+
+    standin = ROOT / "tests" / "standin"
+    # The stand-in's image build has no network: its Python packages come from site-packages/,
+    # which .ci/provision stamps with the hash of the requirements it installed.
+    stamp = standin / "site-packages" / ".requirements.sha256"
+    wanted = hashlib.sha256((standin / "requirements.txt").read_bytes()).hexdigest()
+    if not stamp.is_file() or stamp.read_text().strip() != wanted:
+        raise AssertionError(f"{stamp.parent} is missing or older than tests/standin/requirements.txt: "
+                             "run `make provision` (bash .ci/provision) to install the stand-in's packages")
     run("docker", "build", "--pull=false", "-q", "--build-arg", f"DEBIAN_IMAGE={DEBIAN_IMAGE}",
-        "-t", STANDIN_BASE_IMAGE, str(ROOT / "tests" / "standin"))
+        "-t", STANDIN_BASE_IMAGE, str(standin))
     run("docker", "build", "--pull=false", "-q", "--build-arg", f"BASE_IMAGE={STANDIN_BASE_IMAGE}",
         "-t", TEST_IMAGE, str(ROOT))
     return TEST_IMAGE
@@ -81,7 +93,8 @@ def compose_override(port: int, environment: dict, gpu_machine: str = "h200x4", 
             ]),
         })
         engine["environment"] = {"STANDIN_LOAD_SECONDS": "2", "STANDIN_WARMUP_SECONDS": "2",
-                                 "CUDA_VERSION": "13.0.1", **environment}
+                                 "CUDA_VERSION": "13.0.1", "STANDIN_REQUEST_JOURNAL": STANDIN_JOURNAL,
+                                 **environment}
     if restart:
         engine["restart"] = restart
     return {"services": {"engine": engine}}
@@ -183,6 +196,15 @@ class Stack:
         pid = pid or self.engine_pid()
         self.exec("python3", "-c", f"import os, signal; os.kill({pid}, signal.{signame})")
         return pid
+
+    def engine_journal(self) -> list[dict]:
+        """What the stand-in engine received (stand-in mode only)."""
+        text = self.exec("sh", "-c", f"cat {STANDIN_JOURNAL} 2>/dev/null || true").stdout
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def inside(self, script: str) -> str:
+        """Run Python inside the engine container (the image has no curl)."""
+        return self.exec("python3", "-c", script).stdout
 
     def headers(self, key: str | None = "default") -> dict:
         key = self.api_key if key == "default" else key

@@ -2,7 +2,8 @@
 
 Everything runs in subprocesses with PYTHONPATH=tests/standin, so the stand-in's
 ``sglang`` stub package never enters this pytest process (where the real SGLang
-may be imported by other tests).
+may be imported by other tests). They run on this interpreter: the test venv has the
+stand-in's HTTP stack (tests/standin/requirements.txt, via requirements-test.txt).
 
 The two parsers (help text, namespaces, error messages, exit codes) are compared against the
 real sglang 0.5.23 of the test venv (this interpreter), or of STANDIN_REAL_SGLANG_PYTHON.
@@ -10,7 +11,6 @@ real sglang 0.5.23 of the test venv (this interpreter), or of STANDIN_REAL_SGLAN
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,7 +26,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 CATALOGUE = ROOT / "sglang_flags.json"
-PY = shutil.which("python3") or sys.executable
+PY = sys.executable
 
 
 def standin_env(**extra):
@@ -137,40 +137,65 @@ def _status(url, headers=None):
         return None, b""
 
 
-def test_lifecycle_auth_and_sigterm():
+def _post(url, headers, body):
+    req = urllib.request.Request(url, method="POST", data=json.dumps(body).encode(),
+                                 headers=dict(headers, **{"Content-Type": "application/json"}))
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _wait_healthy(base):
+    """The health codes seen until 200: None (port closed), 503 (warming up), 200."""
+    seen = []
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        code, _ = _status(base + "/health")
+        if not seen or seen[-1] != code:
+            seen.append(code)
+        if code == 200:
+            break
+        time.sleep(0.05)
+    return seen
+
+
+@pytest.mark.parametrize("parser", ["httptools", "h11"])
+def test_lifecycle_auth_config_journal_and_sigterm(parser, tmp_path):
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
+    # The keys come only through --config, as the bundle passes them; the CLI's --port wins.
+    config = tmp_path / "engine.yaml"
+    config.write_text("api-key: sk-unit\nadmin-api-key: sk-admin\nenable-metrics: true\nport: 1\n")
+    journal = tmp_path / "journal.jsonl"
     proc = subprocess.Popen(
         [PY, "-m", "sglang.launch_server", "--model-path", "meta-llama/Llama-3.1-70B-Instruct",
-         "--port", str(port), "--api-key", "sk-unit", "--enable-metrics"],
+         "--config", str(config), "--port", str(port)],
         env=standin_env(STANDIN_LOAD_SECONDS=1, STANDIN_WARMUP_SECONDS=0.5, STANDIN_SHUTDOWN_SECONDS=0.3,
-                        STANDIN_HEALTH_GENERATE_SECONDS=0),
+                        STANDIN_HEALTH_GENERATE_SECONDS=0, STANDIN_HTTP=parser,
+                        STANDIN_REQUEST_JOURNAL=journal),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(HERE.parent))
     try:
-        seen = []
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            code, _ = _status(base + "/health")
-            if not seen or seen[-1] != code:
-                seen.append(code)
-            if code == 200:
-                break
-            time.sleep(0.05)
+        seen = _wait_healthy(base)
         assert seen[0] is None and 503 in seen and seen[-1] == 200, seen
         auth = {"Authorization": "Bearer sk-unit"}
+        admin = {"Authorization": "Bearer sk-admin"}
         assert _status(base + "/v1/models")[0] == 401
         assert _status(base + "/v1/models", {"Authorization": "sk-unit"})[0] == 401
         code, body = _status(base + "/v1/models", auth)
         assert code == 200 and json.loads(body)["data"][0]["id"] == "meta-llama/Llama-3.1-70B-Instruct"
+        assert _status(base + "/no_such_route", auth) == (404, b'{"detail":"Not Found"}')
+        assert _status(base + "/no_such_route")[0] == 401  # the auth middleware runs before routing
         code, body = _status(base + "/metrics")
         assert code == 200 and b"sglang:num_running_reqs" in body
         code, body = _status(base + "/server_info", auth)
-        assert code == 200 and json.loads(body)["api_key"] == "sk-unit"  # leaked, as real SGLang does
-        req = urllib.request.Request(base + "/v1/chat/completions", method="POST", headers=dict(
-            auth, **{"Content-Type": "application/json"}), data=json.dumps(
-            {"model": "x", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}).encode())
-        with urllib.request.urlopen(req, timeout=10) as r:
-            reply = json.loads(r.read())
+        info = json.loads(body)
+        assert code == 200 and info["api_key"] == "sk-unit"  # leaked, as real SGLang does
+        assert info["port"] == port and info["launch_command"] == (
+            f"--api-key sk-unit --admin-api-key sk-admin --enable-metrics --port 1 "
+            f"--model-path meta-llama/Llama-3.1-70B-Instruct --port {port}")
+        assert _status(base + "/flush_cache", auth)[0] == 401  # admin route: the admin key only
+        assert _status(base + "/flush_cache", admin)[0] == 200
+        reply = _post(base + "/v1/chat/completions", auth,
+                      {"model": "x", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5})
         assert len(reply["choices"][0]["message"]["content"].split()) == 5
         assert reply["usage"]["completion_tokens"] == 5
         proc.send_signal(signal.SIGTERM)
@@ -180,12 +205,57 @@ def test_lifecycle_auth_and_sigterm():
             proc.kill()
             proc.wait()
     log = proc.stdout.read()
-    assert log.splitlines()[0].startswith("SGLang CPU STAND-IN (not the real engine, no model)")
+    lines = log.splitlines()
+    assert lines[0].startswith("SGLang CPU STAND-IN (not the real engine, no model)")
+    assert f"http={parser}" in lines[1] and "loop=uvloop" in lines[1]
     for needle in ("server_args={", "'api_key': 'sk-unit'", "Load weight begin. avail mem=",
                    "Loading safetensors checkpoint shards:  50% Completed", "Load weight end.",
                    "Memory pool end.", "CUDA graph begin.", f"Uvicorn running on http://127.0.0.1:{port}",
+                   '"GET /v1/models HTTP/1.1" 401 Unauthorized',
                    "The server is fired up and ready to roll!", "SIGTERM received.", "Finished server process"):
         assert needle in log, needle
+
+    entries = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert "sk-unit" not in journal.read_text() and "sk-admin" not in journal.read_text()
+    warmup = [e for e in entries if e["path"] == "/generate"]
+    assert warmup and warmup[0]["auth"] == "valid" and warmup[0]["status"] == 200 and warmup[0]["body_bytes"] > 0
+    flushes = [(e["method"], e["auth"], e["status"]) for e in entries if e["path"] == "/flush_cache"]
+    assert flushes == [("GET", "invalid", 401), ("GET", "valid", 200)]
+    unknown = [(e["auth"], e["status"]) for e in entries if e["path"] == "/no_such_route"]
+    assert unknown == [("valid", 404), ("none", 401)]
+    assert {e["http_version"] for e in entries} == {"1.1"}
+    assert all(e["raw_path"] == e["path"] and e["query"] == "" for e in entries)
+
+
+def test_config_merge_matches_real_sglang(tmp_path):
+    """--config: the stand-in's merged argv and refusals are the real SGLang 0.5.23's."""
+    # One process per side: importing the real parser takes seconds.
+    merge = """
+        import argparse, json, sys
+        from sglang.srt.server_args import ServerArgs
+        from sglang.srt.utils.server_args_config_parser import ConfigArgumentMerger
+        p = argparse.ArgumentParser(prog="sglang serve")
+        ServerArgs.add_cli_args(p)
+        for argv in json.loads(sys.argv[1]):
+            try:
+                print(json.dumps(ConfigArgumentMerger(p).merge_config_with_args(argv)))
+            except ValueError as e:
+                print("ValueError:", e)
+    """
+    good = tmp_path / "good.yaml"
+    good.write_text("api-key: k1\nadmin-api-key: k2\ntp: 4\nenable-metrics: true\n"
+                    "enable-cache-report: false\njson-model-override-args: {a: 1}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("disable-cuda-graph: true\n")
+    argvs = json.dumps([["--model-path", "m", "--config", str(config), "--tp", "2"] for config in (good, bad)])
+    mine = run_py(merge, argvs)
+    real_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    real = subprocess.run([REAL_SGLANG_PYTHON, "-c", textwrap.dedent(merge), argvs], capture_output=True,
+                          text=True, env=real_env, timeout=120, cwd="/")
+    assert mine.returncode == 0 and mine.stdout == real.stdout, (mine.stderr, real.stderr)
+    merged, refused = mine.stdout.splitlines()
+    assert json.loads(merged)[:2] == ["--api-key", "k1"] and json.loads(merged)[-2:] == ["--tp", "2"]
+    assert refused.startswith("ValueError: Unsupported config option 'disable_cuda_graph'")
 
 
 @pytest.mark.parametrize("args,message", [

@@ -24,7 +24,11 @@ def run_server(server_args) -> int:
 
 
 def main(argv=None) -> int:
+    from sglang.srt.standin_http import http_parser_from_env, http_stack_line
+
     sys.stderr.write(BANNER + "\n")
+    # Second line: which HTTP parser and loop answer (STANDIN_HTTP), for attack-suite logs.
+    sys.stderr.write(http_stack_line(http_parser_from_env()) + "\n")
     sys.stderr.flush()
     warnings.warn(
         "'python -m sglang.launch_server' is still supported, but "

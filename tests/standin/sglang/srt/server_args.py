@@ -436,11 +436,10 @@ def prepare_server_args(argv: List[str]) -> ServerArgs:
     parser = build_parser()
 
     if "--config" in argv:
-        sys.stderr.write(
-            "SGLang CPU STAND-IN (not the real engine, no model): --config FILE is "
-            "not supported by the stand-in; pass the flags on the command line.\n"
-        )
-        raise SystemExit(2)
+        # As SGLang does: the YAML file's arguments go before the command line's.
+        from sglang.srt.utils.server_args_config_parser import ConfigArgumentMerger
+
+        argv = ConfigArgumentMerger(parser).merge_config_with_args(argv)
 
     raw_args = parser.parse_args(argv)
 

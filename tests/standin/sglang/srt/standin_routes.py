@@ -2,16 +2,17 @@
 
 Taken from the ``@app.*`` decorators and ``@auth_level(...)`` markers of
 ``sglang/srt/entrypoints/http_server.py`` (0.5.23), plus the ``/v1/loads``
-router and the FastAPI defaults. The level decides what the API-key
-middleware (``sglang/srt/utils/auth.py``) asks for; routes the stand-in does
-not implement still exist, so authentication and 404/405 answers match.
+router and the FastAPI defaults. Every route is registered on the stand-in's
+FastAPI app, so Starlette's own matching decides 404/405 and the level the
+API-key middleware (``sglang/srt/utils/auth.py``) asks for; routes the
+stand-in does not implement still exist, and answer 501 after auth.
 """
 
 NORMAL = "normal"
 ADMIN_OPTIONAL = "admin_optional"
 
-# (path, methods, auth level). "{x}" segments match one path segment,
-# "{x:path}" the rest of the path.
+# (path, methods, auth level), paths in Starlette's syntax: "{x}" matches one
+# path segment, "{x:path}" the rest of the path.
 ROUTES = [
     ("/ready", ("GET",), NORMAL),
     ("/health", ("GET",), NORMAL),
@@ -115,51 +116,12 @@ ENV_ROUTE_OVERRIDES = {
 }
 
 
-def _segments_match(pattern: str, path: str):
-    if "{" not in pattern:
-        return pattern == path
-    p_parts = pattern.strip("/").split("/")
-    parts = path.strip("/").split("/") if path.strip("/") else []
-    if not path.startswith("/"):
-        return False
-    for i, p in enumerate(p_parts):
-        if p.startswith("{") and p.endswith(":path}"):
-            return len(parts) > i and "/".join(parts[i:]) != ""
-        if i >= len(parts):
-            return False
-        if p.startswith("{") and p.endswith("}"):
-            if parts[i] == "":
-                return False
-            continue
-        if p != parts[i]:
-            return False
-    return len(parts) == len(p_parts)
-
-
 def build_routes(environ):
+    """(path, methods, level, table path) per route; the path after the env overrides,
+    the table path to find the stand-in's handler by."""
     routes = []
     for path, methods, level in ROUTES:
         env = ENV_ROUTE_OVERRIDES.get(path)
-        if env and environ.get(env):
-            path = environ[env]
-        routes.append((path, tuple(methods), level))
+        served = environ[env] if env and environ.get(env) else path
+        routes.append((served, tuple(methods), level, path))
     return routes
-
-
-def match(routes, path: str, method: str):
-    """Return (route_path, level, allowed_methods).
-
-    route_path is None when no route has this path. SGLang's auth middleware
-    only takes a route's level on a full (path and method) match; otherwise
-    it uses NORMAL, which this function reports as the level too.
-    """
-    allowed = []
-    found = None
-    level = NORMAL
-    for rpath, methods, rlevel in routes:
-        if _segments_match(rpath, path):
-            found = found or rpath
-            allowed.extend(m for m in methods if m not in allowed)
-            if method in methods or (method == "HEAD" and "GET" in methods and rpath == "/"):
-                return rpath, rlevel, methods
-    return found, level, tuple(allowed)

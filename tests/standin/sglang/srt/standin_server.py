@@ -1,7 +1,7 @@
 """SGLang CPU STAND-IN server (not the real engine, no model).
 
-Reproduces, on a CPU and with the Python standard library only, what a
-deployment sees of SGLang 0.5.23's ``launch_server``:
+Reproduces, on a CPU, what a deployment sees of SGLang 0.5.23's
+``launch_server``:
 
 * the startup log (``server_args={...}`` including the API keys, weight
   loading, memory pool, CUDA graph capture, uvicorn, warm-up, "fired up");
@@ -9,7 +9,9 @@ deployment sees of SGLang 0.5.23's ``launch_server``:
   /health_generate and /ready while warming up, then 200; 503 again while
   draining after SIGTERM/SIGINT, then exit 0;
 * the HTTP contract: routes, API-key middleware, OpenAI and native shapes,
-  SSE streaming with chunked transfer encoding, Prometheus /metrics.
+  SSE streaming with chunked transfer encoding, Prometheus /metrics, served
+  by FastAPI on uvicorn with httptools (or h11) and uvloop, as SGLang serves
+  them (see standin_http.py).
 
 Generated text is deterministic placeholder words (see standin_text.py);
 "tokens" are whitespace-separated words.
@@ -17,25 +19,22 @@ Generated text is deterministic placeholder words (see standin_text.py);
 
 from __future__ import annotations
 
-import hmac
 import http.client
 import json
 import logging
 import math
 import os
 import signal
-import socket
 import ssl
 import sys
 import threading
 import time
 import uuid
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional
-from urllib.parse import parse_qs, unquote, urlsplit
 
+from sglang.srt import standin_http
 from sglang.srt import standin_routes as routes_mod
+from sglang.srt.standin_http import NOTICE, Exchange, HTTPError
 from sglang.srt.standin_text import (
     Generation,
     chat_prompt_text,
@@ -45,14 +44,11 @@ from sglang.version import __version__
 
 logger = logging.getLogger("sglang.srt.standin")
 
-NOTICE = "SGLang CPU STAND-IN (not the real engine, no model)"
 STANDIN_SENTENCE = (
     "CPU stand-in for SGLang 0.5.23 used to test the deployment bundle: it "
     "returns deterministic placeholder words chosen by a hash of the prompt and "
     "is not a language model."
 )
-STANDIN_HEADER = "X-SGLang-Standin"
-STANDIN_HEADER_VALUE = "cpu-stand-in; deterministic placeholder text; not a model"
 
 DEFAULT_CONTEXT_LEN = 131072
 DEFAULT_MAX_NEW_TOKENS = 128  # SGLang's sampling-params default for /generate
@@ -101,10 +97,13 @@ class Knobs:
         # Real SGLang env vars the stand-in honours.
         self.health_generation = _env_bool("SGLANG_ENABLE_HEALTH_ENDPOINT_GENERATION", True)
         self.keep_alive = _env_float("SGLANG_TIMEOUT_KEEP_ALIVE", 5.0)
+        self.http_parser = standin_http.http_parser_from_env()
+        self.journal = standin_http.RequestJournal.from_env()
 
 
 # ---------------------------------------------------------------------------
-# Logging: "[YYYY-mm-dd HH:MM:SS] msg", "[... TP0] msg", uvicorn's "INFO:     msg"
+# Logging: "[YYYY-mm-dd HH:MM:SS] msg", "[... TP0] msg" (uvicorn's own lines are
+# "[YYYY-mm-dd HH:MM:SS] INFO:     msg", see standin_http.set_uvicorn_logging_configs)
 # ---------------------------------------------------------------------------
 class _PrefixFilter(logging.Filter):
     def filter(self, record):
@@ -125,43 +124,6 @@ def configure_logging(level_name: str):
         root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level)
-
-
-class UvicornLog:
-    """uvicorn's default and access loggers as SGLang configures them."""
-
-    def __init__(self, level_name: str, exclude_prefixes):
-        self.level = getattr(logging, str(level_name).upper(), logging.INFO)
-        self.exclude = tuple(exclude_prefixes or ())
-        self.lock = threading.Lock()
-
-    @staticmethod
-    def _prefix(levelname: str) -> str:
-        return levelname + ":" + " " * (8 - len(levelname))
-
-    def _write(self, stream, levelno: int, levelname: str, msg: str):
-        if levelno < self.level:
-            return
-        ts = time.strftime("%Y-%m-%d %H:%M:%S")
-        with self.lock:
-            stream.write(f"[{ts}] {self._prefix(levelname)} {msg}\n")
-            stream.flush()
-
-    def info(self, msg: str):
-        self._write(sys.stderr, logging.INFO, "INFO", msg)
-
-    def error(self, msg: str):
-        self._write(sys.stderr, logging.ERROR, "ERROR", msg)
-
-    def access(self, client: str, request_line: str, status: int, path: str):
-        if self.exclude and any(path.startswith(p) for p in self.exclude):
-            return
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = ""
-        self._write(sys.stdout, logging.INFO, "INFO",
-                    f'{client} - "{request_line}" {status} {phrase}'.rstrip())
 
 
 # ---------------------------------------------------------------------------
@@ -315,14 +277,6 @@ class Metrics:
 # ---------------------------------------------------------------------------
 # Request-level errors
 # ---------------------------------------------------------------------------
-class HTTPError(Exception):
-    def __init__(self, status: int, body: Any, content_type: str = "application/json"):
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-
-
 def openai_error(message: str, err_type: str = "BadRequestError", status: int = 400,
                  param=None) -> HTTPError:
     return HTTPError(status, {"object": "error", "message": message, "type": err_type,
@@ -335,6 +289,19 @@ def validation_error(errors: List[Dict[str, Any]]) -> HTTPError:
     exc_str = f"{n} validation error{'s' if n != 1 else ''}:\n" + "".join(f"  {e}\n" for e in errors)
     message = f"{exc_str} {errors}"
     return openai_error(message, err_type="Bad Request", status=400)
+
+
+def json_body(raw: bytes) -> Any:
+    """The request body as FastAPI's body parsing reports it: a 400 validation error."""
+    if not raw:
+        raise validation_error([{"type": "missing", "loc": ("body",),
+                                 "msg": "Field required", "input": None}])
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise validation_error([{"type": "json_invalid", "loc": ("body", 0),
+                                 "msg": "JSON decode error", "input": {},
+                                 "ctx": {"error": str(e)}}])
 
 
 def _as_int(value, name: str) -> Optional[int]:
@@ -391,9 +358,7 @@ class StandInServer:
         self.routes = routes_mod.build_routes(os.environ)
         self.metrics = Metrics(self.served_model_name, self._engine_type(),
                                getattr(a, "extra_metric_labels", None))
-        self.uvicorn = UvicornLog(a.log_level_http or a.log_level,
-                                  getattr(a, "uvicorn_access_log_exclude_prefixes", None) or [])
-        self.httpd: Optional[ThreadingHTTPServer] = None
+        self.http_server = None  # uvicorn.Server, once loading is over
         self.stop_event = threading.Event()
         self.signal_count = 0
 
@@ -612,34 +577,13 @@ class StandInServer:
             time.sleep(remaining)
         self.startup_time = time.time() - t0
 
-        # ---- bind (the port is closed until here, like the real engine) ----
-        host = a.host if a.host is not None else "127.0.0.1"
-        port = a.port
-        try:
-            self.httpd = _make_httpd(self, host, port)
-        except OSError as e:
-            self.uvicorn.error(
-                f"[Errno {e.errno}] error while attempting to bind on address "
-                f"({host!r}, {port}): {(e.strerror or str(e)).lower()}"
-            )
-            return 3  # uvicorn.main.STARTUP_FAILURE, which is what SGLang exits with here
-
-        pid = os.getpid()
-        self.uvicorn.info(f"Started server process [{pid}]")
-        self.uvicorn.info("Waiting for application startup.")
-        self.uvicorn.info("Application startup complete.")
-        shown_host = f"[{host}]" if ":" in host else host
-        scheme = "https" if a.ssl_certfile else "http"
-        self.uvicorn.info(f"Uvicorn running on {scheme}://{shown_host}:{port} (Press CTRL+C to quit)")
-
-        if self.is_worker_node:
-            self.status = "up"
-        else:
-            self.status = "starting"
-        serve_thread = threading.Thread(target=self.httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.1},
-                                        name="standin-http", daemon=True)
-        serve_thread.start()
+        # ---- serve (the port is closed until here, like the real engine) ----
+        self.status = "up" if self.is_worker_node else "starting"
+        serve_thread = self._start_http_server()
+        if not self.http_server.started:
+            # uvicorn logged why (e.g. the port is in use) and gave up with
+            # STARTUP_FAILURE, which is what SGLang exits with too.
+            return 3
         if not self.is_worker_node:
             threading.Thread(target=self._warmup, name="standin-warmup", daemon=True).start()
 
@@ -647,6 +591,24 @@ class StandInServer:
         while not self.stop_event.wait(0.2):
             pass
         return self._shutdown(serve_thread)
+
+    def _start_http_server(self) -> threading.Thread:
+        """uvicorn.Server on a thread of its own, back once it listens or gave up.
+
+        uvicorn installs no signal handlers off the main thread, so the main thread keeps
+        the stand-in's: SGLang's own SIGTERM handler replaces uvicorn's too, to drain first."""
+        journal = self.knobs.journal
+        if self.is_worker_node:
+            app = standin_http.build_worker_app(journal)
+        else:
+            app = standin_http.build_app(self, ROUTE_HANDLERS, h_not_implemented, self.routes, journal)
+        self.http_server = standin_http.make_uvicorn_server(app, self.args, self.knobs.http_parser,
+                                                            self.knobs.keep_alive)
+        thread = threading.Thread(target=self.http_server.run, name="standin-uvicorn", daemon=True)
+        thread.start()
+        while thread.is_alive() and not self.http_server.started:
+            time.sleep(0.02)
+        return thread
 
     def _warmup(self):
         a = self.args
@@ -728,13 +690,9 @@ class StandInServer:
             if not remaining:
                 break
             time.sleep(0.5)
-        self.uvicorn.info("Shutting down")
-        if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
-        self.uvicorn.info("Waiting for application shutdown.")
-        self.uvicorn.info("Application shutdown complete.")
-        self.uvicorn.info(f"Finished server process [{os.getpid()}]")
+        # uvicorn logs "Shutting down" ... "Finished server process [pid]" itself.
+        self.http_server.should_exit = True
+        serve_thread.join()
         return 0
 
 
@@ -748,339 +706,56 @@ def _tqdm_time(seconds: Optional[float]) -> str:
 
 
 # ---------------------------------------------------------------------------
-# HTTP plumbing
+# Route handlers: handler(h, app, method, path, query, raw), each on a thread of its
+# own (standin_http.Exchange), so they may block, sleep per token and stream.
 # ---------------------------------------------------------------------------
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 1024
-
-    def handle_error(self, request, client_address):
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, ssl.SSLError)):
-            return
-        super().handle_error(request, client_address)
+def h_ready(h: Exchange, app: StandInServer, *_):
+    h.send(200 if app.is_ready() else 503)
 
 
-def _make_httpd(app: StandInServer, host: str, port: int) -> ThreadingHTTPServer:
-    handler = type("StandInHandler", (Handler,), {"app": app, "timeout": app.knobs.keep_alive or None})
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-    class Srv(_Server):
-        address_family = family
-
-    httpd = Srv((host, port), handler)
-    a = app.args
-    if getattr(a, "ssl_certfile", None):
-        # uvicorn's ssl_certfile/ssl_keyfile/ssl_ca_certs/ssl_keyfile_password, with the stdlib.
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(a.ssl_certfile, a.ssl_keyfile or None,
-                            password=getattr(a, "ssl_keyfile_password", None) or None)
-        if getattr(a, "ssl_ca_certs", None):
-            ctx.load_verify_locations(a.ssl_ca_certs)
-        httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
-    return httpd
-
-
-class _ClientGone(Exception):
-    pass
-
-
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "uvicorn (SGLang-CPU-stand-in)"
-    sys_version = ""
-    app: StandInServer = None  # set by _make_httpd
-
-    # silence http.server's own logging; access logs are written uvicorn-style
-    def version_string(self):
-        return self.server_version
-
-    def log_message(self, format, *args):
-        pass
-
-    def log_request(self, code="-", size="-"):
-        pass
-
-    def handle_one_request(self):
-        try:
-            super().handle_one_request()
-        except (ConnectionError, TimeoutError, socket.timeout, ssl.SSLError):
-            self.close_connection = True
-
-    # ---- every method goes through dispatch ----
-    def do_GET(self):
-        self.dispatch()
-
-    do_POST = do_PUT = do_DELETE = do_HEAD = do_OPTIONS = do_PATCH = do_GET
-
-    # ---- low-level response helpers ----
-    def _send(self, status: int, body: bytes = b"", content_type: Optional[str] = None,
-              headers: Optional[Dict[str, str]] = None):
-        self.send_response(status)
-        if content_type:
-            self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header(STANDIN_HEADER, STANDIN_HEADER_VALUE)
-        for k, v in (headers or {}).items():
-            self.send_header(k, v)
-        for k, v in self._cors_headers().items():
-            self.send_header(k, v)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and body:
-            self.wfile.write(body)
-        self._status = status
-
-    def send_json(self, status: int, obj: Any, headers=None):
-        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        self._send(status, body, "application/json", headers)
-
-    def send_text(self, status: int, text: str, content_type: Optional[str] = None):
-        self._send(status, text.encode("utf-8"), content_type)
-
-    def start_stream(self, status: int = 200):
-        self.send_response(status)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header(STANDIN_HEADER, STANDIN_HEADER_VALUE)
-        for k, v in self._cors_headers().items():
-            self.send_header(k, v)
-        self.end_headers()
-        self._status = status
-        self._streaming = True
-
-    def write_event(self, data: str):
-        payload = data.encode("utf-8")
-        try:
-            self.wfile.write(b"%x\r\n%s\r\n" % (len(payload), payload))
-            self.wfile.flush()
-        except (ConnectionError, TimeoutError, socket.timeout, OSError) as e:
-            self.close_connection = True
-            raise _ClientGone() from e
-
-    def end_stream(self):
-        try:
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
-        except (ConnectionError, TimeoutError, socket.timeout, OSError) as e:
-            self.close_connection = True
-            raise _ClientGone() from e
-
-    def _cors_headers(self) -> Dict[str, str]:
-        origin = self.headers.get("Origin") if self.headers else None
-        if not origin:
-            return {}
-        return {"Access-Control-Allow-Origin": origin,
-                "Access-Control-Allow-Credentials": "true",
-                "Vary": "Origin"}
-
-    # ---- request body ----
-    def read_body(self) -> bytes:
-        te = (self.headers.get("Transfer-Encoding") or "").lower()
-        if "chunked" in te:
-            chunks = []
-            while True:
-                line = self.rfile.readline(65537)
-                size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline(65537) not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(65537)
-            return b"".join(chunks)
-        length = self.headers.get("Content-Length")
-        if length:
-            return self.rfile.read(int(length))
-        return b""
-
-    def json_body(self, raw: bytes, openai: bool = True) -> Any:
-        if not raw:
-            raise validation_error([{"type": "missing", "loc": ("body",),
-                                     "msg": "Field required", "input": None}])
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise validation_error([{"type": "json_invalid", "loc": ("body", 0),
-                                     "msg": "JSON decode error", "input": {},
-                                     "ctx": {"error": str(e)}}])
-
-    # ---- dispatch ----
-    def dispatch(self):
-        app = self.app
-        self._status = 0
-        self._streaming = False
-        t_start = time.time()
-        split = urlsplit(self.path)
-        path = unquote(split.path) or "/"
-        query = parse_qs(split.query)
-        method = self.command
-        try:
-            raw = self.read_body()
-        except (ValueError, OSError):
-            self.close_connection = True
-            self.send_json(400, {"detail": "Invalid request body"})
-            self._access(path)
-            return
-
-        try:
-            self.route(app, method, path, query, raw)
-        except _ClientGone:
-            pass
-        except HTTPError as e:
-            if not self._streaming and not self._status:
-                if e.content_type == "application/json":
-                    self.send_json(e.status, e.body)
-                else:
-                    self.send_text(e.status, e.body, e.content_type)
-        except Exception as e:  # noqa: BLE001
-            logger.exception(f"{NOTICE}: internal error on {method} {path}: {e}")
-            if not self._streaming and not self._status:
-                self.close_connection = True
-                self.send_text(500, "Internal Server Error", "text/plain; charset=utf-8")
-        self._access(path)
-
-    def _access(self, path):
-        client = f"{self.client_address[0]}:{self.client_address[1]}"
-        self.app.uvicorn.access(client, self.requestline, self._status or 0, path)
-
-    def route(self, app: StandInServer, method: str, path: str, query, raw: bytes):
-        # CORS preflight (CORSMiddleware sits inside the auth middleware; OPTIONS is exempt)
-        if method == "OPTIONS" and self.headers.get("Origin") and \
-                self.headers.get("Access-Control-Request-Method"):
-            self.send_response(200)
-            self.send_header("Access-Control-Allow-Origin", self.headers.get("Origin"))
-            self.send_header("Access-Control-Allow-Methods",
-                             "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT")
-            self.send_header("Access-Control-Allow-Credentials", "true")
-            self.send_header("Access-Control-Max-Age", "600")
-            req_headers = self.headers.get("Access-Control-Request-Headers")
-            if req_headers:
-                self.send_header("Access-Control-Allow-Headers", req_headers)
-            self.send_header("Vary", "Origin")
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            if method != "HEAD":
-                self.wfile.write(b"OK")
-            self._status = 200
-            return
-
-        if app.is_worker_node:
-            # Node rank >= 1: SGLang's dummy health server (no auth, no other routes).
-            if path in ("/health", "/health_generate", "/ping") and method == "GET":
-                return self._send(200)
-            return self.send_json(404, {"detail": "Not Found"})
-
-        metrics_route = app.enable_metrics and path.startswith("/metrics")
-        if metrics_route:
-            route_path, level, allowed = "/metrics", routes_mod.NORMAL, ("GET", "HEAD")
-        else:
-            route_path, level, allowed = routes_mod.match(app.routes, path, method)
-
-        # API-key middleware (only installed when a key is configured)
-        if app.api_key or app.admin_api_key:
-            if not self._authorized(method, path, level):
-                return self.send_json(401, {"error": "Unauthorized"})
-
-        if route_path is None:
-            return self.send_json(404, {"detail": "Not Found"})
-        if metrics_route:
-            if method not in ("GET", "HEAD"):
-                return self.send_json(405, {"detail": "Method Not Allowed"})
-            return self.send_text(200, app.metrics.render(),
-                                  "text/plain; version=0.0.4; charset=utf-8")
-        if method not in allowed and not (method == "HEAD" and route_path == "/"):
-            return self.send_json(405, {"detail": "Method Not Allowed"},
-                                  headers={"Allow": ", ".join(allowed)})
-
-        handler = ROUTE_HANDLERS.get(route_path)
-        if handler is None:
-            return self.send_json(501, {"error": {"message": (
-                f"{route_path} exists in SGLang 0.5.23 but is not implemented by the "
-                f"{NOTICE}.")}})
-        return handler(self, app, method, path, query, raw)
-
-    def _authorized(self, method: str, path: str, level: str) -> bool:
-        """sglang.srt.utils.auth.decide_request_auth (401 only: no ADMIN_FORCE routes)."""
-        if method == "OPTIONS":
-            return True
-        if path.startswith("/health") or path.startswith("/ready") or path.startswith("/metrics"):
-            return True
-        header = self.headers.get("Authorization")
-
-        def bearer_ok(expected: str) -> bool:
-            if not header:
-                return False
-            parts = header.split(" ", 1)
-            if len(parts) != 2 or parts[0].lower() != "bearer":
-                return False
-            return hmac.compare_digest(parts[1].encode("utf-8"), expected.encode("utf-8"))
-
-        app = self.app
-        if level == routes_mod.ADMIN_OPTIONAL:
-            if app.admin_api_key:
-                return bearer_ok(app.admin_api_key)
-            if app.api_key:
-                return bearer_ok(app.api_key)
-            return True
-        if app.api_key:
-            return bearer_ok(app.api_key)
-        return True
-
-
-# ---------------------------------------------------------------------------
-# Route handlers
-# ---------------------------------------------------------------------------
-def h_ready(h: Handler, app: StandInServer, *_):
-    h._send(200 if app.is_ready() else 503)
-
-
-def h_health(h: Handler, app: StandInServer, method, path, *_):
+def h_health(h: Exchange, app: StandInServer, method, path, *_):
     if app.gracefully_exit:
         logger.info("Health check request received during shutdown. Returning 503.")
-        return h._send(503)
+        return h.send(503)
     if app.status != "up":
-        return h._send(503)
+        return h.send(503)
     if not app.knobs.health_generation and path == "/health":
-        return h._send(200)
+        return h.send(200)
     # The real handler injects a 1-token generation and polls every second.
     if app.knobs.health_generate_seconds > 0:
         time.sleep(app.knobs.health_generate_seconds)
     if app.gracefully_exit:
-        return h._send(503)
-    h._send(200)
+        return h.send(503)
+    h.send(200)
 
 
-def h_ping(h: Handler, app: StandInServer, *_):
-    h._send(200 if app.is_healthy() else 503)
+def h_ping(h: Exchange, app: StandInServer, *_):
+    h.send(200 if app.is_healthy() else 503)
 
 
-def h_root(h: Handler, app: StandInServer, *_):
+def h_root(h: Exchange, app: StandInServer, *_):
     h.send_json(200, "SGLang is running (SGLang CPU STAND-IN: not the real engine, no model)")
 
 
-def h_model_info(h: Handler, app: StandInServer, method, path, *_):
+def h_model_info(h: Exchange, app: StandInServer, method, path, *_):
     if path == "/get_model_info":
         logger.warning("Endpoint '/get_model_info' is deprecated and will be removed in a future "
                        "version. Please use '/model_info' instead.")
     h.send_json(200, app.model_info())
 
 
-def h_server_info(h: Handler, app: StandInServer, method, path, *_):
+def h_server_info(h: Exchange, app: StandInServer, method, path, *_):
     if path == "/get_server_info":
         logger.warning("Endpoint '/get_server_info' is deprecated and will be removed in a future "
                        "version. Please use '/server_info' instead.")
     h.send_json(200, app.server_info())
 
 
-def h_models(h: Handler, app: StandInServer, *_):
+def h_models(h: Exchange, app: StandInServer, *_):
     h.send_json(200, {"object": "list", "data": [app.model_card(app.served_model_name)]})
 
 
-def h_model(h: Handler, app: StandInServer, method, path, *_):
+def h_model(h: Exchange, app: StandInServer, method, path, *_):
     model = path[len("/v1/models/"):]
     if model != app.served_model_name:
         return h.send_json(404, {"error": {
@@ -1090,7 +765,7 @@ def h_model(h: Handler, app: StandInServer, method, path, *_):
     h.send_json(200, card)
 
 
-def h_loads(h: Handler, app: StandInServer, *_):
+def h_loads(h: Exchange, app: StandInServer, *_):
     h.send_json(200, {"timestamp": time.time(), "dp_rank_count": 1, "loads": [{
         "dp_rank": 0, "num_running_reqs": app.metrics.running, "num_waiting_reqs": 0,
         "num_total_reqs": app.metrics.running, "num_used_tokens": 0,
@@ -1099,13 +774,20 @@ def h_loads(h: Handler, app: StandInServer, *_):
     }], "standin": STANDIN_SENTENCE})
 
 
+def h_not_implemented(route_path: str):
+    def handler(h: Exchange, app: StandInServer, *_):
+        h.send_json(501, {"error": {"message": (
+            f"{route_path} exists in SGLang 0.5.23 but is not implemented by the {NOTICE}.")}})
+    return handler
+
+
 def _text_response(text: str):
-    def handler(h: Handler, app: StandInServer, *_):
+    def handler(h: Exchange, app: StandInServer, *_):
         h.send_text(200, text)
     return handler
 
 
-def h_flush_cache(h: Handler, app: StandInServer, method, path, query, raw):
+def h_flush_cache(h: Exchange, app: StandInServer, method, path, query, raw):
     timeout = (query.get("timeout") or ["0"])[0]
     try:
         if float(timeout) < 0:
@@ -1118,17 +800,17 @@ def h_flush_cache(h: Handler, app: StandInServer, method, path, query, raw):
                      "(When there are running or waiting requests, the operation will not be performed.)\n")
 
 
-def h_pause(h: Handler, app: StandInServer, *_):
+def h_pause(h: Exchange, app: StandInServer, *_):
     app.paused = True
     h.send_json(200, {"message": "Generation paused successfully.", "status": "ok"})
 
 
-def h_continue(h: Handler, app: StandInServer, *_):
+def h_continue(h: Exchange, app: StandInServer, *_):
     app.paused = False
     h.send_json(200, {"message": "Generation continued successfully.", "status": "ok"})
 
 
-def _require_json_content_type(h: Handler):
+def _require_json_content_type(h: Exchange):
     content_type = (h.headers.get("Content-Type") or "").lower()
     if content_type.split(";", 1)[0].strip() != "application/json":
         raise validation_error([{
@@ -1138,8 +820,8 @@ def _require_json_content_type(h: Handler):
 
 
 # ---- /generate ---------------------------------------------------------------
-def h_generate(h: Handler, app: StandInServer, method, path, query, raw):
-    body = h.json_body(raw)
+def h_generate(h: Exchange, app: StandInServer, method, path, query, raw):
+    body = json_body(raw)
     if not isinstance(body, dict):
         raise validation_error([{"type": "model_attributes_type", "loc": ("body",),
                                  "msg": "Input should be a valid dictionary or object",
@@ -1275,9 +957,9 @@ def _include_usage(app: StandInServer, body: Dict[str, Any]) -> bool:
     return default
 
 
-def _openai_common(h: Handler, app: StandInServer, raw: bytes, required: str) -> Dict[str, Any]:
+def _openai_common(h: Exchange, app: StandInServer, raw: bytes, required: str) -> Dict[str, Any]:
     _require_json_content_type(h)
-    body = h.json_body(raw)
+    body = json_body(raw)
     if not isinstance(body, dict):
         raise validation_error([{"type": "model_attributes_type", "loc": ("body",),
                                  "msg": "Input should be a valid dictionary or object",
@@ -1292,7 +974,7 @@ def _openai_common(h: Handler, app: StandInServer, raw: bytes, required: str) ->
     return body
 
 
-def h_chat(h: Handler, app: StandInServer, method, path, query, raw):
+def h_chat(h: Exchange, app: StandInServer, method, path, query, raw):
     body = _openai_common(h, app, raw, "messages")
     messages = body["messages"]
     if not isinstance(messages, list):
@@ -1386,7 +1068,7 @@ def h_chat(h: Handler, app: StandInServer, method, path, query, raw):
         app.done_rid(rid)
 
 
-def h_completions(h: Handler, app: StandInServer, method, path, query, raw):
+def h_completions(h: Exchange, app: StandInServer, method, path, query, raw):
     body = _openai_common(h, app, raw, "prompt")
     prompt = body["prompt"]
     model = body.get("model") or "default"
