@@ -8,7 +8,8 @@ FROM ${BASE_IMAGE}
 LABEL org.opencontainers.image.title="Llama 3.1 70B Instruct on SGLang (deployment bundle)" \
       org.opencontainers.image.description="SGLang 0.5.23 with an env-configured, checked, guarded entrypoint"
 
-COPY entrypoint.py guard.py sglang_flags.json /opt/bundle/
+COPY entrypoint.py /opt/bundle/
+COPY launcher/ /opt/bundle/launcher/
 
 ENV PYTHONUNBUFFERED=1 \
     HF_HOME=/root/.cache/huggingface

@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-import entrypoint  # noqa: E402
+from launcher import supervise  # noqa: E402
 from bundle import render  # noqa: E402
 
 FAKE_ENGINE = "import sys; print('FAKE ENGINE STARTED', flush=True)\n"
@@ -57,7 +57,7 @@ def main(runs: int = 20) -> None:
     handover = [r[0] for r in results]
     first_line = [r[1] for r in results]
     began = time.perf_counter()
-    entrypoint.check_with_engine_parser(deployment.engine_argv)
+    supervise.check_with_engine_parser(deployment.engine_argv)
     parse_check = time.perf_counter() - began
     print(f"entrypoint start -> engine spawned (latency preset, no preflight, {runs} runs): "
           f"median {statistics.median(handover)*1000:.0f} ms, max {max(handover)*1000:.0f} ms")

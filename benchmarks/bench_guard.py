@@ -74,7 +74,7 @@ async def serve_engine(events):
 
 def serve_guard(engine_port):
     sys.path.insert(0, str(ROOT))
-    from guard import Guard
+    from launcher.guard import Guard
     g = Guard("127.0.0.1", 0, "127.0.0.1", engine_port, api_key=API_KEY)
     g.start()
     print(g.port, flush=True)

@@ -48,7 +48,8 @@ while True:
 GUARD = """
 import json, os, sys, time
 sys.path[:0] = [{root!r}]
-from guard import EngineKeys, Guard
+from launcher.credentials import EngineKeys
+from launcher.guard import Guard
 keys = EngineKeys({engine_key!r}, {engine_admin_key!r})
 guard = Guard("127.0.0.1", 0, "127.0.0.1", {engine_port}, api_key={key!r}, engine_keys=keys, log=lambda m: None)
 guard.start()

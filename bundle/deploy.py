@@ -11,6 +11,12 @@ Ordered single-purpose steps, each one failing with a message that says what to 
     7. start                 `docker compose up -d` (builds the bundle image on top of the pinned SGLang)
     8. wait_until_ready      elapsed time and the engine's phase from its log, until the healthcheck passes
     9. wrap_up               the endpoint and a working curl example
+
+The variables (HARDWARE=, PORT=, OVERRIDE=, ...) are bundle/options.py's, read from the environment
+`make deploy` exports, or given as flags. `make down|logs|status|bench|eval` find the deployment
+on PORT= through the same table:
+    python -m bundle.deploy compose ARGS...   docker compose -f deploy/port-<PORT>/... [-f OVERRIDE] ARGS
+    python -m bundle.deploy status            its containers, and its /ready answer
 """
 from __future__ import annotations
 
@@ -18,13 +24,17 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
-from bundle import render  # first: it puts the repository root on sys.path
-import entrypoint  # noqa: E402
+from bundle import render
+from bundle import options  # noqa: E402
+from launcher.settings import EXIT_CONFIG_ERROR
 
 # The engine's log lines that mark its start-up phases (SGLang 0.5.23 messages), latest wins.
 PHASES = (
@@ -77,10 +87,8 @@ def choose_hardware(data: dict, hardware: str | None, gpu_ids: list) -> str:
 
 
 def render_compose_file(data, hardware, preset, params, out: Path) -> render.Deployment:
-    deployment = render.resolve(data, hardware, preset)
-    command = render.render_command(hardware, preset, str(out), params).replace("make render", "make deploy", 1)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render.render(data, deployment, params, out, command))
+    command = render.render_command(hardware, preset, str(out), params, target="deploy")
+    deployment = render.write(data, hardware, preset, params, out, command)
     say(f"rendered {out} ({hardware}, {preset})")
     for line in deployment.memory_lines:
         print(f"    {line}")
@@ -230,18 +238,23 @@ def wait_until_ready(files: list[Path], timeout: float, poll: float = 2.0) -> No
         if state and state.get("Status") in ("exited", "dead") and not state.get("Restarting"):
             code = state.get("ExitCode")
             tail = "\n".join(logs.splitlines()[-20:])
-            reason = "configuration error" if code == entrypoint.EXIT_CONFIG_ERROR else f"exit code {code}"
+            reason = "configuration error" if code == EXIT_CONFIG_ERROR else f"exit code {code}"
             raise DeployError(f"the engine container stopped ({reason}):\n{tail}")
         if elapsed > timeout:
             raise DeployError(f"not ready after {timeout:.0f} s (phase: {phase}); see `make logs`")
         time.sleep(poll)
 
 
-def wrap_up(params: render.Params, data: dict, deployment: render.Deployment) -> None:
+def local_url(params: render.Params, data: dict) -> str:
+    """http://host:port of the deployment, as a client on this host reaches it."""
     port = params.port or data["deployment"]["default_port"]
     host, _ = render.parse_bind_address(params.bind_address or data["deployment"]["default_bind_address"])
     host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
-    base = f"http://{host}:{port}"
+    return f"http://{host}:{port}"
+
+
+def wrap_up(params: render.Params, data: dict, deployment: render.Deployment) -> None:
+    base = local_url(params, data)
     auth = f' -H "Authorization: Bearer $(cat {params.api_key_file})"' if params.api_key_file else ""
     model = deployment.flags["model-path"]
     say(f"ready: {base}/v1 (OpenAI-compatible), model {model}")
@@ -252,47 +265,61 @@ def wrap_up(params: render.Params, data: dict, deployment: render.Deployment) ->
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["compose"], ["status"]):
+        return manage(argv[0], argv[1:])
     parser = argparse.ArgumentParser(prog="make deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hardware", default=os.environ.get("HARDWARE") or None)
-    parser.add_argument("--preset", default=os.environ.get("PRESET") or "basic")
-    parser.add_argument("--gpus", default=os.environ.get("GPUS", ""))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 0) or None)
-    parser.add_argument("--bind-address", default=os.environ.get("BIND_ADDRESS") or None)
-    parser.add_argument("--api-key-file", default=os.environ.get("API_KEY_FILE") or None)
-    parser.add_argument("--admin-api-key-file", default=os.environ.get("ADMIN_API_KEY_FILE") or None)
-    parser.add_argument("--base-image", default=os.environ.get("BASE_IMAGE") or None,
-                        help="the SGLang image to build FROM, e.g. repository:tag@sha256:... to pin it")
-    parser.add_argument("--env-file", default=os.environ.get("ENV_FILE") or None,
-                        help="file of extra ENGINE_*/BUNDLE_* settings for the engine container")
-    parser.add_argument("--allow-no-api-key", action="store_true",
-                        default=os.environ.get("ALLOW_NO_API_KEY", "") not in ("", "0"))
-    parser.add_argument("--lora-dir", default=os.environ.get("LORA_DIR") or None)
-    parser.add_argument("--secrets-dir", default=os.environ.get("SECRETS_DIR") or None)
-    parser.add_argument("--override", action="append", default=[x for x in os.environ.get("OVERRIDE", "").split(",") if x],
-                        help="extra compose file merged over the rendered one (tests, site tweaks)")
-    parser.add_argument("--timeout", type=float, default=float(os.environ.get("DEPLOY_TIMEOUT") or 3600))
+    options.add_arguments(parser, options.DEPLOY)
     args = parser.parse_args(argv)
     try:
         data = render.load_data()
-        params = render.Params(gpus=render.parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
-                               api_key_file=args.api_key_file, admin_api_key_file=args.admin_api_key_file,
-                               allow_no_api_key=args.allow_no_api_key, lora_dir=args.lora_dir,
-                               secrets_dir=args.secrets_dir, env_file=args.env_file, base_image=args.base_image)
+        chosen = options.read(options.DEPLOY, args)
+        params = options.params(chosen)
         check_docker()
-        hardware = choose_hardware(data, args.hardware, params.gpus)
-        out = deploy_file(args.port or data["deployment"]["default_port"])
-        deployment = render_compose_file(data, hardware, args.preset, params, out)
-        files = [out, *[Path(o).resolve() for o in args.override]]
+        hardware = choose_hardware(data, chosen["hardware"], params.gpus)
+        out = deploy_file(params.port or data["deployment"]["default_port"])
+        deployment = render_compose_file(data, hardware, chosen["preset"], params, out)
+        files = [out, *[Path(o).resolve() for o in chosen["override"]]]
         check_secrets(params, render.secrets_path(data, params))
         validate_compose_file(files)
         check_base_image(image_to_build(files), render.image_alternatives(data, deployment))
         start(files)
-        wait_until_ready(files, args.timeout)
+        wait_until_ready(files, chosen["deploy_timeout"])
         wrap_up(params, data, deployment)
     except (render.RenderError, DeployError) as err:
         print(f"deploy: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def manage(command: str, args: list[str]) -> int:
+    """`make down|logs|bench|eval` (compose ARGS...) and `make status` on the deployment on PORT=."""
+    try:
+        data = render.load_data()
+        chosen = options.read(options.DEPLOY)
+        params = options.params(chosen)
+    except render.RenderError as err:
+        print(f"deploy: {err}", file=sys.stderr)
+        return 1
+    files = [deploy_file(params.port or data["deployment"]["default_port"]),
+             *[Path(o).resolve() for o in chosen["override"]]]
+    if command == "compose":
+        argv = compose(files, *args)
+        print(shlex.join(argv), flush=True)
+        os.execvp(argv[0], argv)
+        return 0   # not reached: docker compose took over the process
+    ps = subprocess.run(compose(files, "ps"))
+    if ps.returncode != 0:
+        return ps.returncode
+    url = local_url(params, data) + "/ready"
+    try:   # no proxy: the address is this host's
+        code = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10).status
+    except urllib.error.HTTPError as err:
+        code = err.code
+    except (OSError, ValueError):
+        code = 0
+    print(f"readiness /ready: HTTP {code:03d}")
     return 0
 
 

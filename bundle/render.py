@@ -2,11 +2,15 @@
 
     python -m bundle.render presets                     every pair that renders, "HARDWARE PRESET"
     python -m bundle.render render --hardware h100x4 --preset basic --out docker-compose.yml
+    python -m bundle.render compose-file                the top-level docker-compose.yml (h100x4, basic)
     python -m bundle.render table                       the README's hardware/preset table
     python -m bundle.render detect                      the profile matching nvidia-smi / rocm-smi
 
-The flag checks, the env naming rule and the memory arithmetic are entrypoint.py's: a pair renders
-only if the container's own entrypoint would accept its environment, and fits in GPU memory.
+The flag checks, the env naming rule and the memory arithmetic are the container's own (the
+`launcher` package): a pair renders only if the container would accept its environment, and fits
+in GPU memory.
+The data is checked against bundle/schema.py first; the options (HARDWARE=, PORT=, ...) are
+bundle/options.py's, read from the environment (`make render` exports them) unless given as flags.
 """
 from __future__ import annotations
 
@@ -16,7 +20,6 @@ import functools
 import ipaddress
 import os
 import re
-import shlex
 import subprocess
 import sys
 import textwrap
@@ -26,28 +29,47 @@ import jinja2
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-import entrypoint  # noqa: E402  (the container's entrypoint is the one source of the flag rules)
+from launcher import memory, sglang_flags  # the container's own rules, one source
+from launcher.command import DEFAULT_FLAGS, build_config
+from launcher.gpus import NVIDIA_QUERY, parse_nvidia_smi_csv
+from launcher.settings import BundleSettings, ConfigError
+from bundle import options, schema  # noqa: E402
+from bundle.errors import RenderError  # noqa: E402,F401  (render.RenderError, as the callers know it)
+from bundle.options import Params  # noqa: E402,F401
 
 DATA_DIR = ROOT / "presets"
 TEMPLATE = "docker-compose.yml.j2"
 TABLE_BEGIN = "<!-- BEGIN GENERATED presets table: `make readme` writes it from presets/*.yaml -->"
 TABLE_END = "<!-- END GENERATED presets table -->"
+# The top-level docker-compose.yml: `docker compose up -d` without make (`make compose-file`).
+TOP_LEVEL = {"hardware": "h100x4", "preset": "basic", "out": "docker-compose.yml"}
 
 
-class RenderError(Exception):
-    """A hardware/preset pair that cannot work, with the reason."""
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def load_data(data_dir: Path = DATA_DIR) -> dict:
-    data = {}
-    for name in ("hardware", "presets", "deployment"):
+    """The three YAML files, checked against bundle/schema.py (SchemaError, a RenderError, names
+    every problem with its file and path)."""
+    data, files = {}, {}
+    for name in schema.FILES:
         path = data_dir / f"{name}.yaml"
+        files[name] = _shown_path(path)
         try:
             data[name] = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as err:
-            raise RenderError(f"{path}: {err}") from None
-    return data
+            raise RenderError(f"{files[name]}: {err}") from None
+    return validate(data, files)
+
+
+def validate(data: dict, files: dict | None = None) -> dict:
+    """schema.validate, with the flag names of the pinned SGLang release."""
+    flags = [option[2:] for option in _catalogue().by_option if option.startswith("--")]
+    return schema.validate(data, files, flags)
 
 
 @dataclasses.dataclass
@@ -65,7 +87,7 @@ class Deployment:
     engine_env: dict          # ENGINE_* -> string, what the compose file carries
     extra_env: dict           # engine environment variables the preset needs (SGLANG_*)
     rationale_lines: list
-    plan: entrypoint.MemoryPlan
+    plan: memory.MemoryPlan
     engine_argv: list
 
     @property
@@ -117,12 +139,12 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
 
     engine_env = {}
     for name, value in flags.items():
-        env = entrypoint.env_name_for_option("--" + name)
+        env = sglang_flags.env_name_for_option("--" + name)
         engine_env[env] = _env_value(value)
     catalogue = _catalogue()
     try:
-        config = entrypoint.build_config(engine_env, [], catalogue)
-    except entrypoint.ConfigError as err:
+        config = build_config(engine_env, [], catalogue)
+    except ConfigError as err:
         raise RenderError(f"{preset} on {hardware}: {err}") from None
 
     values = config.values
@@ -130,11 +152,11 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
     if world != count:
         raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, the profile has {count}")
     model = values["model_path"]
-    shape = entrypoint.KNOWN_MODELS.get(model)
+    shape = memory.KNOWN_MODELS.get(model)
     if shape is None:
-        raise RenderError(f"{preset} on {hardware}: {model} is not in entrypoint.KNOWN_MODELS, "
+        raise RenderError(f"{preset} on {hardware}: {model} is not in memory.KNOWN_MODELS, "
                           "so its memory cannot be checked")
-    plan = entrypoint.plan_memory(model, shape, values, gpu["memory_mib"] / 1024)
+    plan = memory.plan_memory(model, shape, values, gpu["memory_mib"] / 1024)
     if (plan.fp8_weights or plan.kv_dtype_bytes == 1) and not gpu["fp8"]:
         raise RenderError(f"{preset} on {hardware}: uses FP8, which {gpu['name']} does not support")
     if not plan.fits:
@@ -148,12 +170,7 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
         image_tag=f"{deploy['image_name']}:sglang-{data['hardware']['sglang_version']}-{gpu['image']}",
         flags=flags, engine_env=engine_env, extra_env=dict(spec.get("env") or {}),
         rationale_lines=_wrap(" ".join(rationale)), plan=plan,
-        engine_argv=config.engine_argv(engine_env))
-
-
-IMAGE_REFERENCE = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
-                             r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
-DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+        engine_argv=config.engine_argv(BundleSettings.from_environ(engine_env)))
 
 
 def base_image(data: dict, lane: str) -> str:
@@ -161,7 +178,7 @@ def base_image(data: dict, lane: str) -> str:
     image = data["hardware"]["images"][lane]
     tag = image["tag"].replace("{sglang_version}", str(data["hardware"]["sglang_version"]))
     digest = image.get("digest")
-    if digest and not DIGEST.fullmatch(digest):
+    if digest and not schema.DIGEST.fullmatch(digest):
         raise RenderError(f"presets/hardware.yaml images.{lane}.digest={digest!r}: expected sha256:<64 hex digits>")
     return f"{image['repository']}:{tag}" + (f"@{digest}" if digest else "")
 
@@ -174,16 +191,9 @@ def image_alternatives(data: dict, deployment: Deployment) -> list[str]:
             for tag in image.get("alternatives") or ()]
 
 
-def check_image_reference(reference: str) -> str:
-    if not IMAGE_REFERENCE.fullmatch(reference):
-        raise RenderError(f"BASE_IMAGE={reference!r}: expected an image reference such as "
-                          "lmsysorg/sglang:v0.5.23-cu130-runtime or repository:tag@sha256:<64 hex digits>")
-    return reference
-
-
 @functools.lru_cache(maxsize=None)
-def _catalogue() -> entrypoint.Catalogue:
-    return entrypoint.Catalogue.load()
+def _catalogue() -> sglang_flags.Catalogue:
+    return sglang_flags.Catalogue.load()
 
 
 def _wrap(text: str, width: int = 98) -> list[str]:
@@ -202,58 +212,21 @@ def pairs(data: dict) -> list[tuple[str, str]]:
     return result
 
 
-@dataclasses.dataclass
-class Params:
-    """What the operator chooses at render time (make variables); the names are the make variables'."""
-    gpus: list = dataclasses.field(default_factory=list)
-    port: int | None = None
-    bind_address: str | None = None
-    api_key_file: str | None = None
-    admin_api_key_file: str | None = None
-    allow_no_api_key: bool = False
-    lora_dir: str | None = None
-    secrets_dir: str | None = None
-    env_file: str | None = None
-    base_image: str | None = None   # overrides the lane's image from presets/hardware.yaml
-
-
-# make variable -> Params field, for the command line written into rendered files.
-MAKE_VARIABLES = {"GPUS": "gpus", "PORT": "port", "BIND_ADDRESS": "bind_address", "API_KEY_FILE": "api_key_file",
-                  "ADMIN_API_KEY_FILE": "admin_api_key_file", "ALLOW_NO_API_KEY": "allow_no_api_key",
-                  "LORA_DIR": "lora_dir", "SECRETS_DIR": "secrets_dir", "ENV_FILE": "env_file",
-                  "BASE_IMAGE": "base_image"}
-
-
 def secrets_path(data: dict, params: Params) -> Path:
     folder = Path(params.secrets_dir or data["deployment"]["secrets_dir"])
     return folder if folder.is_absolute() else ROOT / folder
 
 
-def parse_gpus(text: str | None) -> list[str]:
-    if not text:
-        return []
-    ids = [part.strip() for part in text.split(",") if part.strip()]
-    if not all(part.isdigit() for part in ids) or len(set(ids)) != len(ids):
-        raise RenderError(f"GPUS={text!r}: expected distinct GPU indexes separated by commas, like 4,5,6,7")
-    return ids
-
-
 def parse_bind_address(text: str) -> tuple[str, bool]:
     """BIND_ADDRESS -> (host part of a compose port mapping, whether it is loopback only)."""
-    try:
-        address = ipaddress.ip_address(text.strip("[]"))
-    except ValueError:
-        raise RenderError(f"BIND_ADDRESS={text!r}: expected an IP address such as 127.0.0.1, 0.0.0.0 or "
-                          "a host's interface address") from None
+    address = ipaddress.ip_address(options.BY_VARIABLE["BIND_ADDRESS"].read(text).strip("[]"))
     host = f"[{address}]" if address.version == 6 else str(address)
     return host, address.is_loopback
 
 
 def render(data: dict, deployment: Deployment, params: Params, out: Path, command: str) -> str:
     deploy = data["deployment"]
-    port = params.port or deploy["default_port"]
-    if not 0 < int(port) < 65536:
-        raise RenderError(f"PORT={port}: expected 1-65535")
+    port = options.BY_VARIABLE["PORT"].read(str(params.port or deploy["default_port"]))
     bind_host, loopback = parse_bind_address(params.bind_address or deploy["default_bind_address"])
     if params.gpus and len(params.gpus) != deployment.count:
         raise RenderError(f"GPUS lists {len(params.gpus)} GPUs ({','.join(params.gpus)}) but "
@@ -278,28 +251,29 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         "root": from_out(ROOT),
         "port": port,
         "bind_host": bind_host,
-        "container_port": entrypoint.DEFAULT_FLAGS["--port"],   # the guard's port inside the container
+        "container_port": DEFAULT_FLAGS["--port"],   # the guard's port inside the container
         "gpus": params.gpus,
         "secrets": secrets,
         "lora_dir": from_out(params.lora_dir) if params.lora_dir else None,
         "env_file": from_out(params.env_file) if params.env_file else None,
-        "base_image": check_image_reference(params.base_image) if params.base_image else deployment.base_image,
+        "base_image": options.BY_VARIABLE["BASE_IMAGE"].read(params.base_image) or deployment.base_image,
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     return env.get_template(TEMPLATE).render(d=deployment, p=view, deploy=deploy, command=command)
 
 
-def render_command(hardware: str, preset: str, out: str, params: Params) -> str:
-    parts = ["make render", f"HARDWARE={hardware}", f"PRESET={preset}"]
-    for variable, field in MAKE_VARIABLES.items():
-        value = getattr(params, field)
-        if value is True:
-            parts.append(f"{variable}=1")
-        elif value:
-            parts.append(f"{variable}={','.join(value) if isinstance(value, list) else value}")
-    parts.append(f"OUT={out}")
-    return " ".join(parts[:1] + [shlex.quote(p) for p in parts[1:]])
+def render_command(hardware: str, preset: str, out: str, params: Params, target: str = "render") -> str:
+    """The `make render ...` (or `make deploy ...`) line written into the rendered file."""
+    return options.command_line(hardware, preset, out, params, target)
+
+
+def write(data: dict, hardware: str, preset: str, params: Params, out: Path, command: str) -> Deployment:
+    deployment = resolve(data, hardware, preset)
+    text = render(data, deployment, params, out, command)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return deployment
 
 
 def markdown_table(data: dict) -> str:
@@ -320,12 +294,12 @@ def detect_hardware(data: dict, query_output: str | None = None, gpu_ids: list |
     RenderError naming the choices."""
     if query_output is None:
         try:
-            query_output = subprocess.run(entrypoint.NVIDIA_QUERY, capture_output=True, text=True,
+            query_output = subprocess.run(NVIDIA_QUERY, capture_output=True, text=True,
                                           timeout=30, check=True).stdout
         except (OSError, subprocess.SubprocessError):
             raise RenderError("no NVIDIA GPU detected (nvidia-smi missing or failing); set HARDWARE= "
                               f"to one of: {', '.join(data['hardware']['hardware'])}") from None
-    gpus = entrypoint.parse_nvidia_smi_csv(query_output)
+    gpus = parse_nvidia_smi_csv(query_output)
     if gpu_ids:
         missing = set(gpu_ids) - {str(g.index) for g in gpus}
         if missing:
@@ -354,22 +328,9 @@ def main(argv=None) -> int:
     sub.add_parser("presets", help="print every HARDWARE PRESET pair that renders")
     sub.add_parser("table", help="print the README's markdown table")
     sub.add_parser("detect", help="print the hardware profile matching this host's GPUs")
-    explain = sub.add_parser("explain", help="print why a pair renders or not")
-    one = sub.add_parser("render", help="write one compose file")
-    for p in (one, explain):
-        p.add_argument("--hardware", required=True)
-        p.add_argument("--preset", required=True)
-    one.add_argument("--out", required=True, type=Path)
-    one.add_argument("--gpus", default=os.environ.get("GPUS", ""))
-    one.add_argument("--port", type=int)
-    one.add_argument("--bind-address")
-    one.add_argument("--api-key-file")
-    one.add_argument("--admin-api-key-file")
-    one.add_argument("--allow-no-api-key", action="store_true")
-    one.add_argument("--lora-dir")
-    one.add_argument("--secrets-dir")
-    one.add_argument("--env-file")
-    one.add_argument("--base-image", help="the SGLang image to build FROM (default: the lane's, from the data)")
+    sub.add_parser("compose-file", help="write the top-level docker-compose.yml (no options, whatever the environment)")
+    options.add_arguments(sub.add_parser("explain", help="print why a pair renders or not"), options.EXPLAIN)
+    options.add_arguments(sub.add_parser("render", help="write one compose file"), options.RENDER)
     args = parser.parse_args(argv)
     try:
         data = load_data(args.data)
@@ -381,19 +342,19 @@ def main(argv=None) -> int:
         elif args.command == "detect":
             print(detect_hardware(data))
         elif args.command == "explain":
-            d = resolve(data, args.hardware, args.preset)
+            chosen = options.read(options.EXPLAIN, args)
+            d = resolve(data, chosen["hardware"], chosen["preset"])
             print("\n".join([f"{d.hardware} {d.preset}: {d.summary}", *d.rationale_lines,
                              *d.memory_lines, " ".join(d.engine_argv)]))
+        elif args.command == "compose-file":
+            out = ROOT / TOP_LEVEL["out"]
+            write(data, TOP_LEVEL["hardware"], TOP_LEVEL["preset"], Params(), out,
+                  render_command(**TOP_LEVEL, params=Params()))
         else:
-            params = Params(gpus=parse_gpus(args.gpus), port=args.port, bind_address=args.bind_address,
-                            api_key_file=args.api_key_file, admin_api_key_file=args.admin_api_key_file,
-                            allow_no_api_key=args.allow_no_api_key, lora_dir=args.lora_dir,
-                            secrets_dir=args.secrets_dir, env_file=args.env_file, base_image=args.base_image)
-            deployment = resolve(data, args.hardware, args.preset)
-            text = render(data, deployment, params, args.out,
-                          render_command(args.hardware, args.preset, str(args.out), params))
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(text)
+            chosen = options.read(options.RENDER, args)
+            params = options.params(chosen)
+            write(data, chosen["hardware"], chosen["preset"], params, chosen["out"],
+                  render_command(chosen["hardware"], chosen["preset"], str(chosen["out"]), params))
     except RenderError as err:
         print(f"render: {err}", file=sys.stderr)
         return 2

@@ -2,14 +2,14 @@ import os
 
 import pytest
 
-import entrypoint
+from launcher.sglang_flags import Catalogue
 
 TARGET = os.environ.get("BUNDLE_TEST_TARGET", "standin")
 
 
 @pytest.fixture(scope="session")
 def catalogue():
-    return entrypoint.Catalogue.load()
+    return Catalogue.load()
 
 
 def pytest_collection_modifyitems(config, items):

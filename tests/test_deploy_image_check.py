@@ -37,7 +37,7 @@ def deploy(tmp_path, registry, *variables, buildx=True):
                              f"SECRETS_DIR={secrets}", *variables], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=120)
     shutil.rmtree(ROOT / "deploy" / f"port-{port}", ignore_errors=True)
-    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    calls = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     return result, calls
 
 
@@ -93,7 +93,7 @@ def test_a_digest_pinned_base_image_is_rendered_and_checked(tmp_path):
 def test_a_malformed_base_image_is_refused_before_docker_is_asked(tmp_path):
     result, calls = deploy(tmp_path, {}, "BASE_IMAGE=lmsysorg/sglang:v0.5.23 runtime")
     assert result.returncode != 0 and "BASE_IMAGE='lmsysorg/sglang:v0.5.23 runtime': expected an image reference" in result.stderr
-    assert not [call for call in calls if call[:1] in (["buildx"], ["manifest"])] and not built(calls)
+    assert calls == []   # refused with the other variables, before docker is asked anything
 
 
 def test_digest_in_the_data_is_appended_and_checked():

@@ -7,12 +7,15 @@ import sys
 import pytest
 
 from paths import FIXTURES, ROOT
-import entrypoint
-from entrypoint import ConfigError, build_config
+from launcher import sglang_flags, command, credentials, gpus, memory, settings, supervise
+from launcher.command import build_config
+from launcher.settings import ConfigError
+
+DEFAULTS = settings.BundleSettings.from_environ({})
 
 
 def argv_for(env, args=(), catalogue=None):
-    catalogue = catalogue or entrypoint.Catalogue.load()
+    catalogue = catalogue or sglang_flags.Catalogue.load()
     return build_config(env, list(args), catalogue).argv
 
 
@@ -25,7 +28,7 @@ def flags_after(argv, option):
 
 def test_every_option_string_has_exactly_one_env_name(catalogue):
     options = [o for f in catalogue.flags for o in f.options]
-    names = {entrypoint.env_name_for_option(o) for o in options}
+    names = {sglang_flags.env_name_for_option(o) for o in options}
     assert len(options) == 559  # SGLang 0.5.23: 561 option strings less -h/--help
     assert len(names) == len(options)
 
@@ -34,14 +37,14 @@ def test_every_option_can_be_set_from_its_env_name(catalogue):
     samples = {"int": "2", "float": "0.5", "str": "x", "human_readable_int": "4k", "json": "{}"}
     for flag in catalogue.flags:
         for option in flag.options:
-            name = entrypoint.env_name_for_option(option)
+            name = sglang_flags.env_name_for_option(option)
             if flag.kind != "value":
                 text = "true"
             elif flag.choices:
                 text = str(flag.choices[0])
             else:
                 text = samples[flag.type]
-            tokens, _ = entrypoint.env_to_argv(flag, option, text, name)
+            tokens, _ = sglang_flags.env_to_argv(flag, option, text, name)
             assert tokens and tokens[0] in flag.options, name
 
 
@@ -77,7 +80,7 @@ def test_int_float_and_their_errors():
 @pytest.mark.parametrize("text,value", [("131072", 131072), ("128k", 128000), ("128Ki", 131072),
                                         ("25.6k", 25600), ("1M", 1000000)])
 def test_human_readable_context_length(text, value):
-    config = build_config({"ENGINE_CONTEXT_LENGTH": text}, [], entrypoint.Catalogue.load())
+    config = build_config({"ENGINE_CONTEXT_LENGTH": text}, [], sglang_flags.Catalogue.load())
     assert config.values["context_length"] == value
     assert flags_after(config.argv, "--context-length") == text
 
@@ -116,11 +119,11 @@ def test_json_valued_flag():
 # --- precedence, aliases, typos ---------------------------------------------------------------
 
 def test_arguments_beat_environment_beat_defaults():
-    config = build_config({"ENGINE_TP_SIZE": "2"}, ["--tp-size", "4"], entrypoint.Catalogue.load())
+    config = build_config({"ENGINE_TP_SIZE": "2"}, ["--tp-size", "4"], sglang_flags.Catalogue.load())
     assert config.argv.count("--tp-size") == 1 and config.values["tp_size"] == 4
-    config = build_config({"ENGINE_TP_SIZE": "2"}, [], entrypoint.Catalogue.load())
+    config = build_config({"ENGINE_TP_SIZE": "2"}, [], sglang_flags.Catalogue.load())
     assert config.values["tp_size"] == 2
-    assert config.values["model_path"] == entrypoint.DEFAULT_MODEL
+    assert config.values["model_path"] == command.DEFAULT_MODEL
 
 
 def test_container_arguments_must_use_full_option_names():
@@ -132,7 +135,7 @@ def test_container_arguments_must_use_full_option_names():
 
 def test_aliases_and_their_conflict():
     config = build_config({"MODEL": "meta-llama/Llama-3.1-8B-Instruct", "PORT": "9000"}, [],
-                          entrypoint.Catalogue.load())
+                          sglang_flags.Catalogue.load())
     assert config.values["model_path"] == "meta-llama/Llama-3.1-8B-Instruct" and config.values["port"] == 9000
     with pytest.raises(ConfigError, match="both MODEL and ENGINE_MODEL_PATH"):
         argv_for({"MODEL": "a", "ENGINE_MODEL_PATH": "b"})
@@ -157,7 +160,7 @@ def test_refused_flags():
 
 
 def test_deprecated_flag_warns_with_replacement():
-    config = build_config({"ENGINE_DISABLE_CUDA_GRAPH": "true"}, [], entrypoint.Catalogue.load())
+    config = build_config({"ENGINE_DISABLE_CUDA_GRAPH": "true"}, [], sglang_flags.Catalogue.load())
     assert any("cuda-graph-backend" in w for w in config.warnings)
 
 
@@ -170,7 +173,7 @@ SPEC = {"ENGINE_SPECULATIVE_ALGORITHM": "EAGLE3",
 
 
 def test_complete_speculative_config_is_accepted():
-    config = build_config(SPEC, [], entrypoint.Catalogue.load())
+    config = build_config(SPEC, [], sglang_flags.Catalogue.load())
     assert config.values["speculative_num_steps"] == 3 and not config.warnings
 
 
@@ -190,7 +193,7 @@ def test_partial_step_parameters_are_refused():
 
 def test_speculative_without_max_running_requests_warns():
     env = {k: v for k, v in SPEC.items() if k != "ENGINE_MAX_RUNNING_REQUESTS"}
-    assert any("48" in w for w in build_config(env, [], entrypoint.Catalogue.load()).warnings)
+    assert any("48" in w for w in build_config(env, [], sglang_flags.Catalogue.load()).warnings)
 
 
 def test_data_parallel_across_nodes_is_refused():
@@ -222,9 +225,9 @@ def test_several_tokenizer_workers_are_refused_since_the_engine_always_has_a_key
     env = {"ENGINE_TOKENIZER_WORKER_NUM": workers}
     if refused:
         with pytest.raises(ConfigError, match="ENGINE_TOKENIZER_WORKER_NUM.*guard"):
-            build_config(env, [], entrypoint.Catalogue.load())
+            build_config(env, [], sglang_flags.Catalogue.load())
     else:
-        assert build_config(env, [], entrypoint.Catalogue.load()).values["tokenizer_worker_num"] == 1
+        assert build_config(env, [], sglang_flags.Catalogue.load()).values["tokenizer_worker_num"] == 1
 
 
 # --- secrets ----------------------------------------------------------------------------------
@@ -232,16 +235,16 @@ def test_several_tokenizer_workers_are_refused_since_the_engine_always_has_a_key
 def test_secret_files_and_exclusivity(tmp_path):
     key = tmp_path / "api_key"
     key.write_text("canary-key\n")
-    config = build_config({"ENGINE_API_KEY_FILE": str(key)}, [], entrypoint.Catalogue.load())
+    config = build_config({"ENGINE_API_KEY_FILE": str(key)}, [], sglang_flags.Catalogue.load())
     assert config.api_key == "canary-key"
-    assert "canary-key" not in " ".join(config.engine_argv({}))
+    assert "canary-key" not in " ".join(config.engine_argv(DEFAULTS))
     with pytest.raises(ConfigError, match="both ENGINE_API_KEY and ENGINE_API_KEY_FILE"):
-        build_config({"ENGINE_API_KEY_FILE": str(key), "ENGINE_API_KEY": "x"}, [], entrypoint.Catalogue.load())
+        build_config({"ENGINE_API_KEY_FILE": str(key), "ENGINE_API_KEY": "x"}, [], sglang_flags.Catalogue.load())
     with pytest.raises(ConfigError, match="ENGINE_API_KEY_FILE=.*cannot read"):
-        build_config({"ENGINE_API_KEY_FILE": str(tmp_path / "missing")}, [], entrypoint.Catalogue.load())
+        build_config({"ENGINE_API_KEY_FILE": str(tmp_path / "missing")}, [], sglang_flags.Catalogue.load())
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
-        build_config({"ENGINE_ADMIN_API_KEY_FILE": str(tmp_path / "empty")}, [], entrypoint.Catalogue.load())
+        build_config({"ENGINE_ADMIN_API_KEY_FILE": str(tmp_path / "empty")}, [], sglang_flags.Catalogue.load())
 
 
 def test_secret_as_container_argument_is_refused():
@@ -250,13 +253,13 @@ def test_secret_as_container_argument_is_refused():
 
 
 def test_engine_environment_carries_the_token_as_a_file_only(tmp_path):
-    env = entrypoint.engine_environment({"HF_TOKEN_FILE": "/run/secrets/hf_token", "ENGINE_TP_SIZE": "4",
+    env = supervise.engine_environment({"HF_TOKEN_FILE": "/run/secrets/hf_token", "ENGINE_TP_SIZE": "4",
                                          "BUNDLE_PREFLIGHT": "0", "PATH": "/bin", "MODEL": "m"}, "hf_canary")
     assert env == {"HF_TOKEN_PATH": "/run/secrets/hf_token", "PATH": "/bin"}
 
 
 def test_redaction():
-    assert entrypoint.redact("key=abc and abc", ["abc"]) == "key=<redacted> and <redacted>"
+    assert credentials.redact("key=abc and abc", ["abc"]) == "key=<redacted> and <redacted>"
 
 
 # --- preflight and the memory arithmetic ------------------------------------------------------
@@ -266,19 +269,20 @@ def test_redaction():
                                                        ("h200x4", 4, "NVIDIA H200", 143771)])
 @pytest.mark.parametrize("variant", ["query-gpu.csv", "query-gpu-noheader-nounits.csv"])
 def test_nvidia_smi_parsing_of_real_output(machine, count, name, memory, variant):
-    gpus = entrypoint.parse_nvidia_smi_csv((FIXTURES / "gpu" / machine / variant).read_text())
-    assert [g.index for g in gpus] == list(range(count))
-    assert {g.name for g in gpus} == {name} and {g.memory_mib for g in gpus} == {memory}
-    assert {g.driver for g in gpus} == {"580.159.04"}
+    found = gpus.parse_nvidia_smi_csv((FIXTURES / "gpu" / machine / variant).read_text())
+    assert [g.index for g in found] == list(range(count))
+    assert {g.name for g in found} == {name} and {g.memory_mib for g in found} == {memory}
+    assert {g.driver for g in found} == {"580.159.04"}
 
 
 def gpus_of(machine):
-    return entrypoint.parse_nvidia_smi_csv((FIXTURES / "gpu" / machine / "query-gpu.csv").read_text())
+    return gpus.parse_nvidia_smi_csv((FIXTURES / "gpu" / machine / "query-gpu.csv").read_text())
 
 
 def preflight_for(env, machine, environ=None):
-    config = build_config(env, [], entrypoint.Catalogue.load())
-    return entrypoint.preflight(config, {"CUDA_VERSION": "13.0.1", **(environ or {})}, gpus_of(machine))
+    config = build_config(env, [], sglang_flags.Catalogue.load())
+    environ = {"CUDA_VERSION": "13.0.1", **(environ or {})}
+    return gpus.preflight(config, settings.BundleSettings.from_environ(environ), environ, gpus_of(machine))
 
 
 def test_preflight_accepts_bf16_70b_on_four_h200():
@@ -301,22 +305,22 @@ def test_preflight_refuses_70b_bf16_on_one_h100_with_the_arithmetic():
 def test_preflight_refuses_old_driver_for_cuda13():
     with pytest.raises(ConfigError, match="driver 580.159.04 is older than 590"):
         preflight_for({"ENGINE_TP_SIZE": "4"}, "h200x4", {"BUNDLE_GPU_DRIVER_MIN": "590"})
-    assert entrypoint.required_driver({"CUDA_VERSION": "12.8.1"}) == 570
+    assert gpus.required_driver(DEFAULTS, {"CUDA_VERSION": "12.8.1"}) == 570
 
 
 def test_preflight_warns_about_docker_default_shm_for_tensor_parallel():
-    config = build_config({"ENGINE_TP_SIZE": "4"}, [], entrypoint.Catalogue.load())
+    config = build_config({"ENGINE_TP_SIZE": "4"}, [], sglang_flags.Catalogue.load())
     environ = {"CUDA_VERSION": "13.0.1"}
-    notes = entrypoint.preflight(config, environ, gpus_of("h200x4"), shm_bytes=64 * 2 ** 20)
+    notes = gpus.preflight(config, DEFAULTS, environ, gpus_of("h200x4"), shm_bytes=64 * 2 ** 20)
     assert any("/dev/shm is 64 MiB" in n and "ipc: host" in n for n in notes)
-    assert not any("/dev/shm" in n for n in entrypoint.preflight(config, environ, gpus_of("h200x4"),
+    assert not any("/dev/shm" in n for n in gpus.preflight(config, DEFAULTS, environ, gpus_of("h200x4"),
                                                                   shm_bytes=512 * 2 ** 30))
 
 
 def test_preflight_without_gpus_says_what_to_check():
-    config = build_config({}, [], entrypoint.Catalogue.load())
+    config = build_config({}, [], sglang_flags.Catalogue.load())
     with pytest.raises(ConfigError, match="no GPU visible.*BUNDLE_PREFLIGHT=0"):
-        entrypoint.preflight(config, {}, [])
+        gpus.preflight(config, DEFAULTS, {}, [])
 
 
 def test_preflight_uses_cached_config_json(tmp_path):
@@ -325,17 +329,17 @@ def test_preflight_uses_cached_config_json(tmp_path):
     snapshot.joinpath("config.json").write_text(json.dumps({
         "num_hidden_layers": 2, "hidden_size": 256, "intermediate_size": 512, "num_attention_heads": 4,
         "num_key_value_heads": 2, "vocab_size": 1000, "max_position_embeddings": 2048}))
-    shape = entrypoint.model_shape("acme/tiny", {"HF_HOME": str(tmp_path)})
+    shape = memory.model_shape("acme/tiny", {"HF_HOME": str(tmp_path)})
     assert shape.layers == 2 and shape.head_dim == 64 and shape.max_context == 2048
 
 
 def test_memory_arithmetic_of_the_seed_generators_tp2_bf16_on_h100():
     # The seed's generator: --tp 2, BF16 70B, --mem-fraction-static 0.85 on 80 GB H100s.
-    plan = entrypoint.plan_memory("meta-llama/Llama-3.1-70B-Instruct", entrypoint.KNOWN_MODELS[
+    plan = memory.plan_memory("meta-llama/Llama-3.1-70B-Instruct", memory.KNOWN_MODELS[
         "meta-llama/Llama-3.1-70B-Instruct"], {"tp_size": 2, "mem_fraction_static": 0.85}, 81559 / 1024)
     assert round(plan.weights_gib, 1) == 65.7
     assert 12_000 < plan.kv_tokens < 14_000 and not plan.fits
-    params = entrypoint.LLAMA31["70B"].linear_params + entrypoint.LLAMA31["70B"].other_params
+    params = memory.LLAMA31["70B"].linear_params + memory.LLAMA31["70B"].other_params
     assert params == 70_553_706_496
 
 
@@ -343,8 +347,8 @@ def test_amd_smi_json_parsing():
     text = json.dumps({"card0": {"Card Series": "AMD Instinct MI300X", "VRAM Total Memory (B)": "206141652992"},
                        "card1": {"Card Series": "AMD Instinct MI300X", "VRAM Total Memory (B)": "206141652992"},
                        "system": {"Driver version": "6.8.5"}})
-    gpus = entrypoint.parse_amd_smi_json(text)
-    assert [g.index for g in gpus] == [0, 1] and gpus[0].memory_mib == 196592 and gpus[0].vendor == "amd"
+    found = gpus.parse_amd_smi_json(text)
+    assert [g.index for g in found] == [0, 1] and found[0].memory_mib == 196592 and found[0].vendor == "amd"
 
 
 # --- the command-line modes, as tooling calls them --------------------------------------------
@@ -359,7 +363,7 @@ def test_print_command_outputs_one_json_array():
     result = run_entrypoint("--print-command", env={"ENGINE_TP_SIZE": "4", "PORT": "8001"})
     assert result.returncode == 0, result.stderr
     argv = json.loads(result.stdout)
-    assert argv[:3] == list(entrypoint.ENGINE_LAUNCH_COMMAND)
+    assert argv[:3] == list(command.ENGINE_LAUNCH_COMMAND)
     assert flags_after(argv, "--tp-size") == "4"
     # The guard owns the public port; the engine listens on loopback only.
     assert flags_after(argv, "--host") == "127.0.0.1" and flags_after(argv, "--port") == "30000"
@@ -367,7 +371,7 @@ def test_print_command_outputs_one_json_array():
 
 def test_print_command_config_error_exit_code_and_message():
     result = run_entrypoint("--print-command", env={"ENGINE_TP_SIZ": "4"})
-    assert result.returncode == entrypoint.EXIT_CONFIG_ERROR
+    assert result.returncode == settings.EXIT_CONFIG_ERROR
     assert result.stdout == "" and "ENGINE_TP_SIZ" in result.stderr
 
 
@@ -393,7 +397,7 @@ def test_config_error_in_run_mode_starts_nothing():
 def test_list_env_covers_every_flag(catalogue):
     result = run_entrypoint("--list-env")
     names = {line.split("\t")[0] for line in result.stdout.splitlines()}
-    assert {entrypoint.env_name_for_option(o) for f in catalogue.flags for o in f.options} <= names
+    assert {sglang_flags.env_name_for_option(o) for f in catalogue.flags for o in f.options} <= names
 
 
 def test_healthcheck_fails_when_nothing_listens():
@@ -425,9 +429,9 @@ def test_compressed_tensors_fp8_checkpoint_is_recognised(tmp_path):
                                       "config_groups": {"group_0": {"targets": ["Linear"],
                                           "weights": {"num_bits": 8, "type": "float", "strategy": "tensor"},
                                           "input_activations": {"num_bits": 8, "type": "float"}}}}}
-    shape = entrypoint.shape_from_config(config)
+    shape = memory.shape_from_config(config)
     assert shape.weight_format == "fp8"
-    plan = entrypoint.plan_memory("m", shape, {"tp_size": 1}, 143771 / 1024)
+    plan = memory.plan_memory("m", shape, {"tp_size": 1}, 143771 / 1024)
     assert plan.fits and round(plan.weights_gib, 1) == 67.7
 
 
@@ -460,7 +464,7 @@ def test_runs_on_the_image_and_test_pythons(python):
     here = run_entrypoint("--print-command", env=env)
     assert there.returncode == 0, there.stderr
     assert json.loads(there.stdout) == json.loads(here.stdout)
-    guard_smoke = ("import guard, urllib.request, urllib.error\n"
+    guard_smoke = ("from launcher import guard; import urllib.request, urllib.error\n"
                    "g = guard.Guard('127.0.0.1', 0, '127.0.0.1', 9, api_key='k'); g.start()\n"
                    "try: urllib.request.urlopen(f'http://127.0.0.1:{g.port}/health', timeout=5)\n"
                    "except urllib.error.HTTPError as e: print(e.code)\n"
@@ -474,34 +478,34 @@ def test_runs_on_the_image_and_test_pythons(python):
 def test_engine_argv_ends_with_its_key_file_and_never_a_key(tmp_path):
     key = tmp_path / "api_key"
     key.write_text("canary-user-key\n")
-    config = build_config({"ENGINE_API_KEY_FILE": str(key)}, [], entrypoint.Catalogue.load())
-    argv = config.engine_argv({}, "/dev/shm/x/engine-keys.yaml")
+    config = build_config({"ENGINE_API_KEY_FILE": str(key)}, [], sglang_flags.Catalogue.load())
+    argv = config.engine_argv(DEFAULTS, "/dev/shm/x/engine-keys.yaml")
     assert argv[-6:] == ["--host", "127.0.0.1", "--port", "30000", "--config", "/dev/shm/x/engine-keys.yaml"]
-    assert config.engine_argv({})[-1] == entrypoint.ENGINE_KEY_FILE_PLACEHOLDER
+    assert config.engine_argv(DEFAULTS)[-1] == command.ENGINE_KEY_FILE_PLACEHOLDER
     assert not [t for t in argv if "key" in t and t.startswith("--") and t != "--config"]
     assert "canary-user-key" not in " ".join(argv)
 
 
 def test_engine_key_file_is_private_and_removed_with_its_folder():
-    keys = entrypoint.EngineKeys.generate()
-    path = entrypoint.write_engine_key_file(keys)
+    keys = credentials.EngineKeys.generate()
+    path = supervise.write_engine_key_file(keys)
     try:
         assert oct(path.stat().st_mode & 0o777) == "0o600"
         assert oct(path.parent.stat().st_mode & 0o777) == "0o700"
         assert keys.api_key in path.read_text() and keys.admin_api_key in path.read_text()
         assert keys.api_key != keys.admin_api_key and len(keys.api_key) == 64
     finally:
-        entrypoint.remove_key_file(path)
+        supervise.remove_key_file(path)
     assert not path.parent.exists()
 
 
 def test_engine_key_file_goes_once_the_engine_listens():
-    path = entrypoint.write_engine_key_file(entrypoint.EngineKeys.generate())
+    path = supervise.write_engine_key_file(credentials.EngineKeys.generate())
     engine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         import socket
         with socket.create_server(("127.0.0.1", 0)) as listener:
-            entrypoint.remove_key_file_once_listening(path, engine, listener.getsockname()[1])
+            supervise.remove_key_file_once_listening(path, engine, listener.getsockname()[1])
         assert not path.exists()
     finally:
         engine.kill()
@@ -509,10 +513,10 @@ def test_engine_key_file_goes_once_the_engine_listens():
 
 
 def test_engine_key_file_goes_when_the_engine_exits_without_listening():
-    path = entrypoint.write_engine_key_file(entrypoint.EngineKeys.generate())
+    path = supervise.write_engine_key_file(credentials.EngineKeys.generate())
     engine = subprocess.Popen([sys.executable, "-c", "pass"])
     engine.wait()
-    entrypoint.remove_key_file_once_listening(path, engine, 1)
+    supervise.remove_key_file_once_listening(path, engine, 1)
     assert not path.parent.exists()
 
 
@@ -521,7 +525,7 @@ def test_guard_connection_cap_must_be_a_positive_integer(value):
     result = subprocess.run([sys.executable, str(ROOT / "entrypoint.py"), "--print-command"],
                             env={**os.environ, "BUNDLE_GUARD_MAX_CONNECTIONS": value},
                             capture_output=True, text=True)
-    assert result.returncode == entrypoint.EXIT_CONFIG_ERROR
+    assert result.returncode == settings.EXIT_CONFIG_ERROR
     assert f"BUNDLE_GUARD_MAX_CONNECTIONS={value!r}" in result.stderr
 
 
@@ -535,11 +539,22 @@ def test_engine_http_stack_is_reported_and_an_old_starlette_warned_about():
             return table[name]
         return version_of
 
-    current = entrypoint.engine_http_stack(versions({"starlette": "1.10.0", "uvicorn": "0.54.0", "httptools": "0.9.0"}))
+    current = supervise.engine_http_stack(versions({"starlette": "1.10.0", "uvicorn": "0.54.0", "httptools": "0.9.0"}))
     assert current == ["engine HTTP stack: fastapi absent, starlette 1.10.0, uvicorn 0.54.0, httptools 0.9.0, "
                        "h11 absent, uvloop absent (uvicorn parses with httptools)"]
-    old = entrypoint.engine_http_stack(versions({"starlette": "0.48.0", "uvicorn": "0.51.0"}))
+    old = supervise.engine_http_stack(versions({"starlette": "0.48.0", "uvicorn": "0.51.0"}))
     assert old[0].endswith("(uvicorn parses with h11)")
     assert "Starlette 0.48.0 is older than 1.0.1 (CVE-2026-48710)" in old[1]
-    assert len(entrypoint.engine_http_stack(versions({"starlette": "1.0.1"}))) == 1
-    assert len(entrypoint.engine_http_stack(versions({"starlette": "1.0.0"}))) == 2
+    assert len(supervise.engine_http_stack(versions({"starlette": "1.0.1"}))) == 1
+    assert len(supervise.engine_http_stack(versions({"starlette": "1.0.0"}))) == 2
+
+
+def test_bundle_settings_object_has_one_typed_field_per_table_row():
+    import dataclasses
+    fields = {field.name: field.type for field in dataclasses.fields(settings.BundleSettings)}
+    table = {settings.field_name(row.env): row.type.__name__ for row in settings.BUNDLE_SETTINGS}
+    assert fields == table
+    parsed = settings.BundleSettings.from_environ({"BUNDLE_ENGINE_PORT": "31000", "BUNDLE_PREFLIGHT": "off"})
+    assert (parsed.engine_port, parsed.preflight, parsed.parse_check) == (31000, False, True)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        parsed.engine_port = 1

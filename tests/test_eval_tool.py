@@ -11,9 +11,10 @@ import time
 import pytest
 import requests
 
-from guard import EngineKeys, Guard
+from launcher import supervise
+from launcher.credentials import EngineKeys
+from launcher.guard import Guard
 from paths import ROOT
-import entrypoint
 
 USER_KEY = "sk-eval-user-key-0123456789"
 QUESTIONS = [{"question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
@@ -24,10 +25,10 @@ QUESTIONS = [{"question": "Tom has 3 apples and buys 4 more. How many apples doe
 @pytest.fixture
 def guarded_standin(tmp_path):
     keys = EngineKeys.generate()
-    key_file = entrypoint.write_engine_key_file(keys)
+    key_file = supervise.write_engine_key_file(keys)
     engine_port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "tests" / "standin"),
-           "STANDIN_FLAG_CATALOGUE": str(ROOT / "sglang_flags.json"), "STANDIN_LOAD_SECONDS": "0",
+           "STANDIN_FLAG_CATALOGUE": str(ROOT / "launcher" / "sglang_flags.json"), "STANDIN_LOAD_SECONDS": "0",
            "STANDIN_HEALTH_GENERATE_SECONDS": "0"}
     engine = subprocess.Popen([sys.executable, "-m", "sglang.launch_server", "--model-path", "m",
                                "--port", str(engine_port), "--skip-server-warmup", "--config", str(key_file)],
@@ -50,7 +51,7 @@ def guarded_standin(tmp_path):
         guard.stop()
         engine.terminate()
         engine.wait(timeout=30)
-        entrypoint.remove_key_file(key_file)
+        supervise.remove_key_file(key_file)
 
 
 def _free_port():

@@ -4,7 +4,6 @@ Everything runs on 127.0.0.1: a small threaded HTTP/1.1 server stands in for the
 guard sits in front of it on an ephemeral port. The auth rules are also checked against the real
 sglang source when it is installed (or GUARD_SGLANG_DIR points at its package folder).
 """
-import ast
 import importlib.util
 import itertools
 import json
@@ -20,9 +19,8 @@ from pathlib import Path
 import pytest
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import guard  # noqa: E402
-from guard import Guard  # noqa: E402
+from launcher import credentials, guard, sglang_auth, streams
+from launcher.guard import Guard
 
 API_KEY = "sk-normal-0123456789"
 ADMIN_KEY = "sk-admin-9876543210"
@@ -305,7 +303,7 @@ def test_only_admin_key_leaves_normal_routes_open(make_guard):
 
 
 def test_engine_gets_its_own_key_host_and_forwarding_headers(make_guard, engine):
-    keys = guard.EngineKeys.generate()
+    keys = credentials.EngineKeys.generate()
     g = make_guard(api_key=API_KEY, admin_api_key=ADMIN_KEY, engine_keys=keys)
     headers = {"Connection": "keep-alive, X-Hop", "X-Hop": "1", "Keep-Alive": "timeout=5",
                "X-Forwarded-For": "6.6.6.6", "X-Forwarded-Proto": "https", "X-Custom": "a b  c"}
@@ -341,10 +339,9 @@ def _sglang_package_dir():
 
 
 SGLANG = _sglang_package_dir()
-needs_sglang = pytest.mark.skipif(SGLANG is None, reason="real sglang source not installed")
+assert SGLANG is not None, "the real sglang source is part of the test venv (make provision)"
 
 
-@needs_sglang
 def test_decide_auth_agrees_with_sglang_on_every_combination():
     spec = importlib.util.spec_from_file_location("sglang_auth", SGLANG / "srt/utils/auth.py")
     real = importlib.util.module_from_spec(spec)
@@ -363,7 +360,7 @@ def test_decide_auth_agrees_with_sglang_on_every_combination():
         expected = real.decide_request_auth(method=method, path=path, authorization_header=header,
                                             api_key=key, admin_api_key=admin,
                                             auth_level=real.AuthLevel(level))
-        ours = guard.decide_auth(method, path, header, key, admin, level)
+        ours = sglang_auth.decide_auth(method, path, header, key, admin, level)
         assert (ours is None) == expected.allowed, (key, admin, level, method, path, header)
         if not expected.allowed:
             assert ours == expected.error_status_code
@@ -371,54 +368,23 @@ def test_decide_auth_agrees_with_sglang_on_every_combination():
     assert checked > 10000
 
 
-def _declared_auth_levels(folder):
-    """(level, path, method) for every route SGLang marks with @auth_level, read from its source."""
-    found = set()
-    for source in sorted((folder / "srt" / "entrypoints").rglob("*.py")):
-        for node in ast.walk(ast.parse(source.read_text())):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                continue
-            level, routes = None, []
-            for d in node.decorator_list:
-                if not isinstance(d, ast.Call):
-                    continue
-                if isinstance(d.func, ast.Name) and d.func.id == "auth_level":
-                    level = d.args[0].attr.lower()
-                elif isinstance(d.func, ast.Attribute) and d.func.attr in (
-                        "get", "post", "put", "delete", "head", "patch", "api_route"):
-                    given = [k.value for k in d.keywords if k.arg == "methods"]
-                    if given:
-                        methods = ast.literal_eval(given[0])
-                    elif d.func.attr == "api_route":
-                        methods = ["GET"]
-                    else:
-                        methods = [d.func.attr.upper()]
-                    routes += [(d.args[0], m.upper()) for m in methods]
-            if level:  # admin paths are literals; some NORMAL ones come from the environment
-                found |= {(level, ast.literal_eval(path), method) for path, method in routes}
-    return found
-
-
-@needs_sglang
-def test_admin_route_table_matches_the_installed_sglang():
-    ours = {(level, path, method)
-            for table, level in ((guard.ADMIN_OPTIONAL_ROUTES, "admin_optional"),
-                                 (guard.ADMIN_FORCE_ROUTES, "admin_force"))
-            for path, methods in table for method in methods.split()}
-    assert ours == _declared_auth_levels(SGLANG)
-    # @auth_level is used only where the scan above looks.
-    users = {p.relative_to(SGLANG).as_posix() for p in SGLANG.rglob("*.py")
-             if "@auth_level(" in p.read_text(errors="replace")}
-    assert all(u.startswith("srt/entrypoints/") for u in users), users
+def test_admin_route_table_is_what_the_installed_sglang_declares():
+    """launcher/sglang_routes.json is generated; a regeneration from the installed SGLang must agree."""
+    from tools import gen_sglang_routes
+    fresh = gen_sglang_routes.routes_document(SGLANG)
+    assert json.loads(sglang_auth.ROUTES_PATH.read_text()) == fresh, "run `make generate`"
+    assert ("/flush_cache", "GET POST") in sglang_auth.ADMIN_OPTIONAL_ROUTES   # independent spot checks
+    assert ("/pause_generation", "POST") in sglang_auth.ADMIN_OPTIONAL_ROUTES
+    assert len(sglang_auth.ADMIN_OPTIONAL_ROUTES) == 43 and sglang_auth.ADMIN_FORCE_ROUTES == ()
 
 
 def test_route_level_follows_starlette_matching():
-    assert guard.route_auth_level("POST", "/flush_cache") == "admin_optional"
-    assert guard.route_auth_level("PUT", "/flush_cache") == "normal"
-    assert guard.route_auth_level("POST", "/dumper/x") == "admin_optional"
-    assert guard.route_auth_level("POST", "/dumper/x/y") == "normal"
-    assert guard.route_auth_level("POST", "/flush_cache\n") == "admin_optional"
-    assert guard.route_auth_level("POST", "/flush_cache\nx") == "normal"
+    assert sglang_auth.route_auth_level("POST", "/flush_cache") == "admin_optional"
+    assert sglang_auth.route_auth_level("PUT", "/flush_cache") == "normal"
+    assert sglang_auth.route_auth_level("POST", "/dumper/x") == "admin_optional"
+    assert sglang_auth.route_auth_level("POST", "/dumper/x/y") == "normal"
+    assert sglang_auth.route_auth_level("POST", "/flush_cache\n") == "admin_optional"
+    assert sglang_auth.route_auth_level("POST", "/flush_cache\nx") == "normal"
 
 
 # --- forwarding -----------------------------------------------------------------------------
@@ -588,7 +554,7 @@ def test_the_cap_follows_the_open_file_limit():
 
 
 def test_a_client_that_never_reads_is_dropped(make_guard, monkeypatch):
-    monkeypatch.setattr(guard, "CLIENT_WRITE_TIMEOUT_S", 0.3)
+    monkeypatch.setattr(streams, "CLIENT_WRITE_TIMEOUT_S", 0.3)
     g = make_guard()
     with socket.create_connection(("127.0.0.1", g.port), timeout=WAIT) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

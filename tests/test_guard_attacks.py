@@ -17,7 +17,8 @@ import time
 
 import pytest
 
-from guard import EngineKeys, Guard
+from launcher.credentials import EngineKeys
+from launcher.guard import Guard
 from recording_engine import PARSERS, RecordingEngine
 
 USER_KEY = "sk-user-key-0123456789"

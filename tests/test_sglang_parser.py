@@ -10,7 +10,7 @@ import sglang
 from sglang.srt.server_args import ServerArgs
 
 from paths import ROOT
-import entrypoint
+from launcher import sglang_flags, command, credentials, settings, supervise
 from bundle import render
 from tools import gen_flag_catalogue
 
@@ -52,7 +52,7 @@ def test_catalogue_matches_the_real_parser():
     parser = argparse.ArgumentParser(prog="sglang serve")
     ServerArgs.add_cli_args(parser)
     fresh = [gen_flag_catalogue.describe(a) for a in parser._actions if not isinstance(a, argparse._HelpAction)]
-    stored = json.loads((ROOT / "sglang_flags.json").read_text())["flags"]
+    stored = json.loads((ROOT / "launcher" / "sglang_flags.json").read_text())["flags"]
     assert json.loads(json.dumps(fresh, sort_keys=True)) == stored, "regenerate with `make catalogue`"
 
 
@@ -71,8 +71,8 @@ def test_every_env_name_yields_argv_the_real_parser_accepts(catalogue):
     rejected = []
     for flag in catalogue.flags:
         for option in flag.options:
-            name = entrypoint.env_name_for_option(option)
-            tokens, _ = entrypoint.env_to_argv(flag, option, sample_value(flag), name)
+            name = sglang_flags.env_name_for_option(option)
+            tokens, _ = sglang_flags.env_to_argv(flag, option, sample_value(flag), name)
             try:
                 namespace = parser.parse_args(["--model-path", "m", *tokens])
             except (SystemExit, argparse.ArgumentError) as err:
@@ -88,7 +88,7 @@ ALL_PAIRS = render.pairs(render.load_data())
 @pytest.mark.parametrize("hardware,preset", ALL_PAIRS, ids=[f"{h}-{p}" for h, p in ALL_PAIRS])
 def test_every_rendered_deployment_parses_cleanly(hardware, preset):
     deployment = render.resolve(render.load_data(), hardware, preset)
-    flags = deployment.engine_argv[len(entrypoint.ENGINE_LAUNCH_COMMAND):]
+    flags = deployment.engine_argv[len(command.ENGINE_LAUNCH_COMMAND):]
     namespace, warnings = parse_strictly(flags)
     assert not [w for w in warnings if "deprecated" in w.lower()], warnings
     assert namespace.tp_size == deployment.flags["tp-size"]
@@ -96,9 +96,9 @@ def test_every_rendered_deployment_parses_cleanly(hardware, preset):
 
 
 def test_the_entrypoints_own_parse_check_uses_the_real_parser():
-    entrypoint.check_with_engine_parser([*entrypoint.ENGINE_LAUNCH_COMMAND, "--model-path", "m", "--tp-size", "4"])
-    with pytest.raises(entrypoint.ConfigError, match="unrecognized arguments: --cpu-offload-gigabytes"):
-        entrypoint.check_with_engine_parser([*entrypoint.ENGINE_LAUNCH_COMMAND, "--model-path", "m",
+    supervise.check_with_engine_parser([*command.ENGINE_LAUNCH_COMMAND, "--model-path", "m", "--tp-size", "4"])
+    with pytest.raises(settings.ConfigError, match="unrecognized arguments: --cpu-offload-gigabytes"):
+        supervise.check_with_engine_parser([*command.ENGINE_LAUNCH_COMMAND, "--model-path", "m",
                                              "--cpu-offload-gigabytes", "16"])
 
 
@@ -134,10 +134,10 @@ def sglang_env_names() -> set:
 def test_env_prefix_collides_with_nothing_sglang_reads(catalogue):
     sglang_names = sglang_env_names()
     assert len(sglang_names) > 1000 and "SGLANG_PORT" in sglang_names  # the scan works
-    ours = {entrypoint.env_name_for_option(o) for f in catalogue.flags for o in f.options}
-    ours |= {s.env for s in entrypoint.BUNDLE_SETTINGS} | set(entrypoint.ALIASES)
+    ours = {sglang_flags.env_name_for_option(o) for f in catalogue.flags for o in f.options}
+    ours |= {s.env for s in settings.BUNDLE_SETTINGS} | set(command.ALIASES)
     assert not ours & sglang_names
-    assert not [n for n in sglang_names if n.startswith((entrypoint.FLAG_ENV_PREFIX, "BUNDLE_"))]
+    assert not [n for n in sglang_names if n.startswith((sglang_flags.FLAG_ENV_PREFIX, "BUNDLE_"))]
     # Why not SGLANG_<FLAG>: that rule would collide, SGLANG_PORT (base of internal ports) included.
     naive = {"SGLANG_" + o[2:].upper().replace("-", "_") for f in catalogue.flags for o in f.options}
     assert {"SGLANG_PORT", "SGLANG_DP_SIZE"} <= naive & sglang_names
@@ -147,16 +147,16 @@ def test_env_prefix_collides_with_nothing_sglang_reads(catalogue):
 def test_the_engine_key_file_gives_the_real_sglang_its_keys():
     """What SGLang's own --config handling (prepare_server_args) makes of the bundle's key file."""
     from sglang.srt.utils.server_args_config_parser import ConfigArgumentMerger
-    keys = entrypoint.EngineKeys.generate()
-    path = entrypoint.write_engine_key_file(keys)
+    keys = credentials.EngineKeys.generate()
+    path = supervise.write_engine_key_file(keys)
     try:
-        argv = entrypoint.build_config({}, [], entrypoint.Catalogue.load()).engine_argv({}, str(path))
-        flags = argv[len(entrypoint.ENGINE_LAUNCH_COMMAND):]
+        argv = command.build_config({}, [], sglang_flags.Catalogue.load()).engine_argv(settings.BundleSettings.from_environ({}), str(path))
+        flags = argv[len(command.ENGINE_LAUNCH_COMMAND):]
         parser = argparse.ArgumentParser(prog="sglang serve")
         ServerArgs.add_cli_args(parser)
         merged = ConfigArgumentMerger(parser).merge_config_with_args(flags)
         namespace, warnings = parse_strictly(merged)
     finally:
-        entrypoint.remove_key_file(path)
+        supervise.remove_key_file(path)
     assert (namespace.api_key, namespace.admin_api_key) == (keys.api_key, keys.admin_api_key)
     assert "--config" not in merged and warnings == []

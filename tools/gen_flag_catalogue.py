@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Write sglang_flags.json: every server flag of the installed SGLang, as data.
+"""Write launcher/sglang_flags.json: every server flag of the installed SGLang, as data.
 
 The entrypoint (env -> argv, type checks), the renderer and the CPU stand-in engine all read this
 catalogue instead of importing SGLang, which needs torch. Regenerate it after changing the pinned
 SGLang version:
 
-    python tools/gen_flag_catalogue.py > sglang_flags.json
+    python tools/gen_flag_catalogue.py > launcher/sglang_flags.json
 
 tests/test_sglang_parser.py fails when the catalogue and the installed parser disagree.
 """
@@ -73,7 +73,7 @@ def main():
     flags = [describe(a) for a in parser._actions if not isinstance(a, argparse._HelpAction)]
     json.dump(
         {
-            "generated_by": "python tools/gen_flag_catalogue.py > sglang_flags.json (do not edit)",
+            "generated_by": "python tools/gen_flag_catalogue.py > launcher/sglang_flags.json (do not edit)",
             "sglang_version": __version__,
             "flags": flags,
         },

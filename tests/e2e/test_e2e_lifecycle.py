@@ -4,7 +4,7 @@ import time
 import pytest
 import requests
 
-import entrypoint
+from launcher import settings
 from bundle import render
 from stack import READY_TIMEOUT, STANDIN, wait_for
 
@@ -55,7 +55,7 @@ def test_bad_configuration_exits_78_with_the_variable_and_is_not_restarted_in_a_
     wait_for(lambda: stack.inspect()["State"]["Status"] == "exited" and
              not stack.inspect()["State"]["Restarting"], 60, "the container to stay exited")
     state = stack.inspect()
-    assert state["State"]["ExitCode"] == entrypoint.EXIT_CONFIG_ERROR
+    assert state["State"]["ExitCode"] == settings.EXIT_CONFIG_ERROR
     assert fragment in stack.logs()
     restarts = state["RestartCount"]
     limit = int(render.load_data()["deployment"]["restart"].split(":")[1])

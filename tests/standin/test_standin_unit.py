@@ -25,7 +25,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-CATALOGUE = ROOT / "sglang_flags.json"
+CATALOGUE = ROOT / "launcher" / "sglang_flags.json"
 PY = sys.executable
 
 

@@ -10,7 +10,7 @@ so abbreviations (``--tp 4``), ambiguity errors (``--pp 2``) and unknown flags
 fail exactly like the real parser (exit code 2, argparse's message).
 
 The catalogue is read from ``$STANDIN_FLAG_CATALOGUE``, or
-``/opt/bundle/sglang_flags.json`` (where the bundle image puts it).
+``/opt/bundle/launcher/sglang_flags.json`` (where the bundle image puts it).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CATALOGUE = "/opt/bundle/sglang_flags.json"
+DEFAULT_CATALOGUE = "/opt/bundle/launcher/sglang_flags.json"
 
 # ---------------------------------------------------------------------------
 # What the catalogue does not record, taken from the real 0.5.23 parser.

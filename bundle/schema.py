@@ -1,0 +1,342 @@
+"""The schema of presets/hardware.yaml, presets/presets.yaml and presets/deployment.yaml.
+
+One dataclass per kind of mapping in the files: each field is a key, its annotation the type of
+its value, no default = required, `metadata` its help and what it refers to. `validate` checks the
+loaded YAML against them before anything renders, and refuses unknown keys, missing keys, wrong
+types and dangling references with the file, the path and the closest valid name:
+
+    presets/presets.yaml: presets.throughput.hardware.mi300: no such hardware profile; did you mean mi300x?
+
+The data stays plain dicts (what the template, the tests and the tools index); these classes are
+its declaration, never instantiated.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import types
+import typing
+from typing import Literal, Optional, Union
+
+from bundle.errors import RenderError
+
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+VERSION_PLACEHOLDER = "{sglang_version}"
+Scalar = Union[str, int, float, bool]
+
+
+class SchemaError(RenderError):
+    """Preset data that does not match the schema; one line per problem."""
+
+
+def key(help: str, *, ref: str | None = None, keys: str | None = None, check=None, optional: bool = False):
+    """A key of a mapping. ref: its value names an entry of that collection (REFERENCES); keys: the
+    keys of its mapping value do; check: value -> problem or None."""
+    metadata = {"help": help, "ref": ref, "keys": keys, "check": check}
+    return dataclasses.field(default=None if optional else dataclasses.MISSING, metadata=metadata)
+
+
+record = dataclasses.dataclass(frozen=True, kw_only=True)
+
+
+def _tag_check(tag: str) -> str | None:
+    if VERSION_PLACEHOLDER not in tag:
+        return f"{tag!r} does not contain {VERSION_PLACEHOLDER}: tags are made from the pinned sglang_version"
+    return None
+
+
+def _tags_check(tags: list) -> str | None:
+    for tag in tags:
+        problem = _tag_check(tag)
+        if problem:
+            return problem
+    return None
+
+
+def _digest_check(digest: str | None) -> str | None:
+    if digest is not None and not DIGEST.fullmatch(digest):
+        return f"{digest!r}: expected sha256:<64 hex digits> or null"
+    return None
+
+
+def _positive(value: int) -> str | None:
+    return None if value > 0 else f"{value}: expected a positive number"
+
+
+def _port(value: int) -> str | None:
+    return None if 0 < value < 65536 else f"{value}: expected a port number 1-65535"
+
+
+def _not_empty(value) -> str | None:
+    return None if value else "empty: expected at least one entry"
+
+
+# ---- presets/hardware.yaml ------------------------------------------------------------------
+
+@record
+class Image:
+    repository: str = key("image repository, e.g. lmsysorg/sglang")
+    tag: str = key("tag, made from the pinned release: contains {sglang_version}", check=_tag_check)
+    digest: Optional[str] = key("sha256:<64 hex> to freeze the exact build, or null", check=_digest_check,
+                                optional=True)
+    alternatives: list[str] = key("tags `make deploy` tries when `tag` does not resolve", check=_tags_check,
+                                  optional=True)
+    min_driver: Optional[int] = key("lowest host driver the image runs on (BUNDLE_GPU_DRIVER_MIN), or null")
+    vendor: Literal["nvidia", "amd"] = key("GPU vendor: how the compose file hands the GPUs over")
+
+
+@record
+class Gpu:
+    name: str = key("the GPU's name, as the README table shows it")
+    match: list[str] = key("substrings of the nvidia-smi / rocm-smi name, for detection", check=_not_empty)
+    memory_mib: int = key("memory per GPU as the driver reports it (nvidia-smi memory.total)", check=_positive)
+    fp8: bool = key("FP8 tensor cores")
+    image: str = key("engine image lane", ref="image lane")
+
+
+@record
+class Profile:
+    gpu: str = key("which GPU", ref="GPU")
+    count: int = key("how many", check=_positive)
+    summary: str = key("one line for people")
+
+
+@record
+class HardwareFile:
+    sglang_version: str = key("the SGLang release the bundle is built for")
+    images: dict[str, Image] = key("engine image lanes", check=_not_empty)
+    gpus: dict[str, Gpu] = key("GPU models", check=_not_empty)
+    hardware: dict[str, Profile] = key("hardware profiles (HARDWARE=)", check=_not_empty)
+
+
+# ---- presets/presets.yaml -------------------------------------------------------------------
+
+@record
+class Override:
+    rationale: str = key("why the preset differs on this hardware", optional=True)
+    flags: dict[str, Optional[Scalar]] = key("flags replacing the preset's; null removes one",
+                                             keys="SGLang flag", optional=True)
+    unsupported: str = key("the pair is refused, with this reason", optional=True)
+
+
+@record
+class Preset:
+    summary: str = key("one line for people")
+    rationale: str = key("why these flags")
+    flags: dict[str, Scalar] = key("SGLang flags, long names without --; 'gpus' or 'gpus/N' for GPU counts",
+                                   keys="SGLang flag")
+    env: dict[str, str] = key("engine environment variables the preset needs (SGLANG_*)", optional=True)
+    hardware: dict[str, Override] = key("per hardware profile overrides", keys="hardware profile", optional=True)
+
+
+@record
+class PresetsFile:
+    checkpoints: dict[str, str] = key("model repositories, named for YAML anchors", optional=True)
+    presets: dict[str, Preset] = key("optimization presets (PRESET=)", check=_not_empty)
+
+
+# ---- presets/deployment.yaml ----------------------------------------------------------------
+
+@record
+class Healthcheck:
+    interval: str = key("compose duration")
+    timeout: str = key("compose duration")
+    retries: int = key("failed probes before unhealthy", check=_positive)
+    start_period: str = key("compose duration")
+
+
+@record
+class Logging:
+    max_size: str = key("json-file max-size")
+    max_file: str = key("json-file max-file (a string, as compose wants)")
+
+
+@record
+class DeploymentFile:
+    default_port: int = key("host port unless PORT= is given", check=_port)
+    default_bind_address: str = key("host address unless BIND_ADDRESS= is given")
+    image_name: str = key("the bundle image's repository")
+    project_prefix: str = key("compose project name prefix, -<port> appended")
+    hf_cache_default: str = key("host Hugging Face cache unless HF_CACHE= is set at up time")
+    secrets_dir: str = key("folder of hf_token unless SECRETS_DIR= is given")
+    healthcheck: Healthcheck = key("healthcheck timings")
+    stop_grace_period: str = key("compose duration")
+    restart: str = key("compose restart policy")
+    logging: Logging = key("json-file log rotation")
+
+
+FILES = {"hardware": HardwareFile, "presets": PresetsFile, "deployment": DeploymentFile}
+PLURALS = {"hardware profile": "hardware profiles", "GPU": "GPUs", "image lane": "image lanes",
+           "SGLang flag": "SGLang flags"}
+
+
+def references(data: dict, flag_names=None) -> dict:
+    """Collection name -> its valid names, for the ones present (a missing one is reported elsewhere)."""
+    hardware = data.get("hardware") if isinstance(data.get("hardware"), dict) else {}
+    found = {"hardware profile": hardware.get("hardware"), "GPU": hardware.get("gpus"),
+             "image lane": hardware.get("images")}
+    found = {name: list(value) for name, value in found.items() if isinstance(value, dict)}
+    if flag_names is not None:
+        found["SGLang flag"] = list(flag_names)
+    return found
+
+
+def validate(data: dict, files: dict | None = None, flag_names=None) -> dict:
+    """Check the three files' data; SchemaError listing every problem, else the data unchanged.
+    files: name -> how to call the file in messages (default presets/<name>.yaml); flag_names:
+    the SGLang flags the presets may set (long names without --), unchecked when None."""
+    files = files or {}
+    problems: list[str] = []
+    refs = references(data, flag_names)
+    for name, schema in FILES.items():
+        where = files.get(name, f"presets/{name}.yaml")
+        if name not in data:
+            problems.append(f"{where}: missing")
+            continue
+        for path, message in _check(data[name], schema, "", refs):
+            problems.append(f"{where}: {path + ': ' if path else ''}{message}")
+    if problems:
+        raise SchemaError("\n".join(problems))
+    return data
+
+
+def _join(path: str, name) -> str:
+    return f"{path}[{name}]" if isinstance(name, int) else (f"{path}.{name}" if path else str(name))
+
+
+def _closest(name, choices, plural: str) -> str:
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"did you mean {close[0]}?" if close else f"{plural}: {', '.join(map(str, choices))}"
+
+
+def _describe(hint) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        names = [_describe(arg) for arg in args if not (arg is int and float in args)]
+        return ", ".join(names[:-1]) + " or " + names[-1]
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin is list:
+        return "a list"
+    if origin is dict or dataclasses.is_dataclass(hint):
+        return "a mapping"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+            type(None): "null"}[hint]
+
+
+def _shown(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    return "a list" if isinstance(value, list) else "a mapping"
+
+
+def _matches(value, hint) -> bool:
+    """Whether value is of the hint's outer type (mappings and lists are checked further inside)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if origin is list:
+        return isinstance(value, list)
+    if origin is dict or dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _inner(value, hint):
+    """The one member of a union that value matches (Optional[Image] -> Image), else hint."""
+    if typing.get_origin(hint) in (Union, types.UnionType):
+        for arg in typing.get_args(hint):
+            if _matches(value, arg):
+                return _inner(value, arg)
+    return hint
+
+
+def _check(value, hint, path: str, refs: dict, meta: dict | None = None):
+    """(path, problem) for value against hint; meta: the field's metadata."""
+    meta = meta or {}
+    if not _matches(value, hint):
+        yield path, f"expected {_describe(hint)}, got {_shown(value)}"
+        return
+    hint = _inner(value, hint)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        fields = {f.name: f for f in dataclasses.fields(hint)}
+        hints = typing.get_type_hints(hint)
+        for name in value:
+            if name not in fields:
+                yield _join(path, name), f"unknown key; {_closest(name, list(fields), 'expected one of')}"
+        for name, field in fields.items():
+            if name in value:
+                yield from _check(value[name], hints[name], _join(path, name), refs, field.metadata)
+            elif field.default is dataclasses.MISSING:
+                yield path, f"missing required key '{name}'"
+        if hint is Override and value.get("rationale") is None and value.get("unsupported") is None:
+            yield path, "missing required key 'rationale' (or 'unsupported')"
+        return
+    if origin is dict:
+        collection = meta.get("keys")
+        for name, item in value.items():
+            where = _join(path, name)
+            if not isinstance(name, str):
+                yield where, f"expected a name, got {_shown(name)}"
+            elif collection in refs and name not in refs[collection]:
+                yield where, f"no such {collection}; {_closest(name, refs[collection], PLURALS[collection])}"
+                continue
+            yield from _check(item, args[1], where, refs)
+    elif origin is list:
+        for index, item in enumerate(value):
+            yield from _check(item, args[0], _join(path, index), refs)
+    collection = meta.get("ref")
+    if collection in refs and value not in refs[collection]:
+        yield path, f"no such {collection} {value!r}; {_closest(value, refs[collection], PLURALS[collection])}"
+    check = meta.get("check")
+    problem = check(value) if check else None
+    if problem:
+        yield path, problem
+
+
+def describe() -> str:
+    """The schema as text: file, key path, type, required, help (python -m bundle.schema)."""
+    lines = []
+
+    def walk(hint, path: str, depth: int):
+        hint = _inner({}, hint) if typing.get_origin(hint) in (Union, types.UnionType) else hint
+        if typing.get_origin(hint) is dict:
+            walk(typing.get_args(hint)[1], path + ".<name>", depth)
+            return
+        if not dataclasses.is_dataclass(hint):
+            return
+        hints = typing.get_type_hints(hint)
+        for field in dataclasses.fields(hint):
+            required = "required" if field.default is dataclasses.MISSING else "optional"
+            where = _join(path, field.name)
+            refers = field.metadata.get("ref") or field.metadata.get("keys")
+            note = f" (names {PLURALS[refers]})" if refers else ""
+            lines.append(f"  {where}: {_describe(hints[field.name])}, {required}{note}: {field.metadata['help']}")
+            walk(hints[field.name], where, depth + 1)
+
+    for name, schema in FILES.items():
+        lines.append(f"presets/{name}.yaml")
+        walk(schema, "", 0)
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(describe())
