@@ -14,14 +14,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from launcher.sglang_flags import FLAG_ENV_PREFIX, Catalogue
 from launcher.command import ALIASES, DEFAULT_FLAGS, ENGINE_LAUNCH_COMMAND, EngineConfig, collect_environment
 from launcher.credentials import EngineKeys, redact
-from launcher.guard import Guard
 from launcher.settings import BundleSettings, ConfigError
 
 # Where the running entrypoint notes the guard's port, for --healthcheck (which Docker runs without
@@ -139,6 +136,7 @@ def remove_key_file_once_listening(path: Path, engine: subprocess.Popen, port: i
 
 def run_engine(config: EngineConfig, settings: BundleSettings, environ, secrets, hf_token) -> int:
     """Guard first (a busy port fails before minutes of loading), then the engine, supervised."""
+    from launcher.guard import Guard   # asyncio: only a start needs it, not --healthcheck every 30 s
     v = config.values
     engine_port = settings.engine_port
     engine_keys = EngineKeys.generate()
@@ -188,6 +186,8 @@ def run_engine(config: EngineConfig, settings: BundleSettings, environ, secrets,
 
 
 def healthcheck(settings: BundleSettings, environ, catalogue: Catalogue) -> int:
+    import urllib.error    # here, not at the top: urllib.request (ssl, email) is slow to import
+    import urllib.request
     try:
         port = json.loads(GUARD_STATE_FILE.read_text())["port"]
     except (OSError, ValueError, KeyError):  # not started yet: the configured port
