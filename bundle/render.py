@@ -260,7 +260,7 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-    return env.get_template(TEMPLATE).render(d=deployment, p=view, deploy=deploy, command=command)
+    return env.get_template(TEMPLATE).render(deployment=deployment, params=view, container=deploy, command=command)
 
 
 def render_command(hardware: str, preset: str, out: str, params: Params, target: str = "render") -> str:
