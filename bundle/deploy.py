@@ -247,8 +247,8 @@ def wait_until_ready(files: list[Path], timeout: float, poll: float = 2.0) -> No
 
 def local_url(params: render.Params, data: dict) -> str:
     """http://host:port of the deployment, as a client on this host reaches it."""
-    port = params.port or data["deployment"]["default_port"]
-    host, _ = render.parse_bind_address(params.bind_address or data["deployment"]["default_bind_address"])
+    port = params.port or data["container"]["default_port"]
+    host, _ = render.parse_bind_address(params.bind_address or data["container"]["default_bind_address"])
     host = "127.0.0.1" if host in ("0.0.0.0", "[::]") else host
     return f"http://{host}:{port}"
 
@@ -278,7 +278,7 @@ def main(argv=None) -> int:
         params = options.params(chosen)
         check_docker()
         hardware = choose_hardware(data, chosen["hardware"], params.gpus)
-        out = deploy_file(params.port or data["deployment"]["default_port"])
+        out = deploy_file(params.port or data["container"]["default_port"])
         deployment = render_compose_file(data, hardware, chosen["preset"], params, out)
         files = [out, *[Path(o).resolve() for o in chosen["override"]]]
         check_secrets(params, render.secrets_path(data, params))
@@ -302,7 +302,7 @@ def manage(command: str, args: list[str]) -> int:
     except render.RenderError as err:
         print(f"deploy: {err}", file=sys.stderr)
         return 1
-    files = [deploy_file(params.port or data["deployment"]["default_port"]),
+    files = [deploy_file(params.port or data["container"]["default_port"]),
              *[Path(o).resolve() for o in chosen["override"]]]
     if command == "compose":
         argv = compose(files, *args)

@@ -134,7 +134,7 @@ OPTIONS = (
            param=False, value_name="path.yml"),
     Option("GPUS", list, gpu_list, "GPU indexes to use, as many as the profile has (default: all)",
            default=[], value_name="4,5,6,7"),
-    Option("PORT", int, port, "host port (default: presets/deployment.yaml's default_port)", value_name="8000"),
+    Option("PORT", int, port, "host port (default: presets/container.yaml's default_port)", value_name="8000"),
     Option("BIND_ADDRESS", str, ip_address,
            "host address to publish on (default: 127.0.0.1); beyond loopback it needs API_KEY_FILE=",
            value_name="0.0.0.0"),
@@ -230,6 +230,17 @@ def listing() -> str:
         needed = " (required)" if RENDER in option.required_by else ""
         lines.append(f"  {usage:<30} {option.option:<22} {where + needed:<25} {option.help}")
     return "\n".join(lines)
+
+
+def markdown_table() -> str:
+    """The README's render-time options (`make readme`)."""
+    rows = ["| variable | flag | used by | meaning |", "|---|---|---|---|"]
+    for option in OPTIONS:
+        where = ", ".join(f"`make {c}`" for c in option.commands if c != EXPLAIN)
+        needed = " (required)" if RENDER in option.required_by else ""
+        rows.append(f"| `{option.variable}={option.value_name}` | `{option.option}` | {where}{needed} | "
+                    f"{option.help.replace('|', '/')} |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,6 @@ from bundle.options import Params  # noqa: E402,F401
 
 DATA_DIR = ROOT / "presets"
 TEMPLATE = "docker-compose.yml.j2"
-TABLE_BEGIN = "<!-- BEGIN GENERATED presets table: `make readme` writes it from presets/*.yaml -->"
-TABLE_END = "<!-- END GENERATED presets table -->"
 # The top-level docker-compose.yml: `docker compose up -d` without make (`make compose-file`).
 TOP_LEVEL = {"hardware": "h100x4", "preset": "basic", "out": "docker-compose.yml"}
 
@@ -163,11 +161,11 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
         raise RenderError(f"{preset} on {hardware} does not fit: {plan.explain()}")
 
     rationale = [spec["rationale"]] + ([override["rationale"]] if override.get("rationale") else [])
-    deploy = data["deployment"]
+    container = data["container"]
     return Deployment(
         hardware=hardware, preset=preset, summary=spec["summary"], gpu=gpu, count=count,
         vendor=image["vendor"], image=image, base_image=reference,
-        image_tag=f"{deploy['image_name']}:sglang-{data['hardware']['sglang_version']}-{gpu['image']}",
+        image_tag=f"{container['image_name']}:sglang-{data['hardware']['sglang_version']}-{gpu['image']}",
         flags=flags, engine_env=engine_env, extra_env=dict(spec.get("env") or {}),
         rationale_lines=_wrap(" ".join(rationale)), plan=plan,
         engine_argv=config.engine_argv(BundleSettings.from_environ(engine_env)))
@@ -213,7 +211,7 @@ def pairs(data: dict) -> list[tuple[str, str]]:
 
 
 def secrets_path(data: dict, params: Params) -> Path:
-    folder = Path(params.secrets_dir or data["deployment"]["secrets_dir"])
+    folder = Path(params.secrets_dir or data["container"]["secrets_dir"])
     return folder if folder.is_absolute() else ROOT / folder
 
 
@@ -225,9 +223,9 @@ def parse_bind_address(text: str) -> tuple[str, bool]:
 
 
 def render(data: dict, deployment: Deployment, params: Params, out: Path, command: str) -> str:
-    deploy = data["deployment"]
-    port = options.BY_VARIABLE["PORT"].read(str(params.port or deploy["default_port"]))
-    bind_host, loopback = parse_bind_address(params.bind_address or deploy["default_bind_address"])
+    container = data["container"]
+    port = options.BY_VARIABLE["PORT"].read(str(params.port or container["default_port"]))
+    bind_host, loopback = parse_bind_address(params.bind_address or container["default_bind_address"])
     if params.gpus and len(params.gpus) != deployment.count:
         raise RenderError(f"GPUS lists {len(params.gpus)} GPUs ({','.join(params.gpus)}) but "
                           f"{deployment.hardware} has {deployment.count}")
@@ -247,7 +245,7 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         if path:
             secrets.append({"name": name, "env": env, "file": from_out(path)})
     view = {
-        "project": f"{deploy['project_prefix']}-{port}",
+        "project": f"{container['project_prefix']}-{port}",
         "root": from_out(ROOT),
         "port": port,
         "bind_host": bind_host,
@@ -260,7 +258,7 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
     }
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-    return env.get_template(TEMPLATE).render(deployment=deployment, params=view, container=deploy, command=command)
+    return env.get_template(TEMPLATE).render(deployment=deployment, params=view, container=container, command=command)
 
 
 def render_command(hardware: str, preset: str, out: str, params: Params, target: str = "render") -> str:

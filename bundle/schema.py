@@ -1,4 +1,4 @@
-"""The schema of presets/hardware.yaml, presets/presets.yaml and presets/deployment.yaml.
+"""The schema of presets/hardware.yaml, presets/presets.yaml and presets/container.yaml.
 
 One dataclass per kind of mapping in the files: each field is a key, its annotation the type of
 its value, no default = required, `metadata` its help and what it refers to. `validate` checks the
@@ -136,7 +136,7 @@ class PresetsFile:
     presets: dict[str, Preset] = key("optimization presets (PRESET=)", check=_not_empty)
 
 
-# ---- presets/deployment.yaml ----------------------------------------------------------------
+# ---- presets/container.yaml ----------------------------------------------------------------
 
 @record
 class Healthcheck:
@@ -153,7 +153,7 @@ class Logging:
 
 
 @record
-class DeploymentFile:
+class ContainerFile:
     default_port: int = key("host port unless PORT= is given", check=_port)
     default_bind_address: str = key("host address unless BIND_ADDRESS= is given")
     image_name: str = key("the bundle image's repository")
@@ -166,7 +166,7 @@ class DeploymentFile:
     logging: Logging = key("json-file log rotation")
 
 
-FILES = {"hardware": HardwareFile, "presets": PresetsFile, "deployment": DeploymentFile}
+FILES = {"hardware": HardwareFile, "presets": PresetsFile, "container": ContainerFile}
 PLURALS = {"hardware profile": "hardware profiles", "GPU": "GPUs", "image lane": "image lanes",
            "SGLang flag": "SGLang flags"}
 

@@ -103,3 +103,11 @@ class BundleSettings:
 
 def field_name(env: str) -> str:
     return env.removeprefix("BUNDLE_").lower()
+
+
+def markdown_table() -> str:
+    """The README's table of BUNDLE_* settings (`make readme`)."""
+    rows = ["| variable | type | default | meaning |", "|---|---|---|---|"]
+    for setting in BUNDLE_SETTINGS:
+        rows.append(f"| `{setting.env}` | {setting.type.__name__} | `{setting.default}` | {setting.help} |")
+    return "\n".join(rows)

@@ -51,8 +51,8 @@ def test_a_missing_summary_is_named_not_a_key_error():
     (lambda d: d["presets"]["presets"]["latency"]["flags"].update({"context-length": [32768]}),
      "presets/presets.yaml: presets.latency.flags.context-length: expected a string, a number or true or false, "
      "got a list"),
-    (lambda d: d["deployment"]["logging"].update(max_file=5),
-     "presets/deployment.yaml: logging.max_file: expected a string, got the number 5"),
+    (lambda d: d["container"]["logging"].update(max_file=5),
+     "presets/container.yaml: logging.max_file: expected a string, got the number 5"),
     (lambda d: d["hardware"]["images"]["cuda"].update(vendor="intel"),
      "presets/hardware.yaml: images.cuda.vendor: expected one of 'nvidia', 'amd', got the string 'intel'"),
 ], ids=["int", "bool", "flag-value", "string", "choice"])
@@ -79,8 +79,8 @@ def test_wrong_types_are_refused(mutate, message):
      "did you mean mem-fraction-static?"),
     (lambda d: d["presets"]["presets"]["latency"]["hardware"]["mi300x"].pop("unsupported"),
      "presets/presets.yaml: presets.latency.hardware.mi300x: missing required key 'rationale' (or 'unsupported')"),
-    (lambda d: d["deployment"].pop("healthcheck"),
-     "presets/deployment.yaml: missing required key 'healthcheck'"),
+    (lambda d: d["container"].pop("healthcheck"),
+     "presets/container.yaml: missing required key 'healthcheck'"),
 ], ids=["gpu", "image-lane", "tag", "digest", "unknown-key", "preset-key", "flag", "override-why", "top-level"])
 def test_names_references_and_values_are_checked(mutate, message):
     assert problems(mutate) == message
@@ -128,8 +128,8 @@ def test_deploy_stops_on_the_problem_before_docker(data_copy, monkeypatch, capsy
 def test_a_yaml_syntax_error_names_the_file(tmp_path):
     folder = tmp_path / "presets"
     shutil.copytree(ROOT / "presets", folder)
-    (folder / "deployment.yaml").write_text("default_port: [8000\n")
-    with pytest.raises(render.RenderError, match=f"^{folder / 'deployment.yaml'}: while parsing"):
+    (folder / "container.yaml").write_text("default_port: [8000\n")
+    with pytest.raises(render.RenderError, match=f"^{folder / 'container.yaml'}: while parsing"):
         render.load_data(folder)
 
 

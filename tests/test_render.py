@@ -60,7 +60,7 @@ def test_every_pair_renders_and_passes_docker_compose_config(hardware, preset, t
         assert "/dev/kfd" in str(service["devices"]) and "video" in service["group_add"]
         assert "deploy" not in service
     assert service["build"]["args"]["BASE_IMAGE"] == deployment.base_image
-    deploy = DATA["deployment"]
+    deploy = DATA["container"]
     assert service["restart"] == deploy["restart"]
     assert seconds(service["stop_grace_period"]) == seconds(deploy["stop_grace_period"])
     assert service["ulimits"]["stack"] == 67108864
@@ -96,11 +96,15 @@ def test_top_level_compose_file_is_the_fresh_default_render(tmp_path):
     assert out.read_text() == fresh, "docker-compose.yml drifted from the data: run `make compose-file`"
 
 
-def test_readme_table_is_generated_from_the_data():
-    readme = (ROOT / "README.md").read_text()
-    begin, end = readme.index(render.TABLE_BEGIN), readme.index(render.TABLE_END)
-    assert readme[begin + len(render.TABLE_BEGIN):end].strip() == render.markdown_table(DATA).strip(), \
-        "README table drifted: run `make readme`"
+def test_readme_tables_are_generated_from_the_data_and_the_option_tables():
+    from bundle import readme
+    text = (ROOT / "README.md").read_text()
+    assert readme.replace_block(text, "presets table", render.markdown_table(DATA)) == text, "run `make readme`"
+    for name, content in readme.blocks().items():
+        assert readme.replace_block(text, name, content) == text, f"README {name} drifted: run `make readme`"
+    # Independent spot checks: a row of each block, as an operator reads it.
+    assert "| `BUNDLE_ENGINE_PORT` | int | `30000` |" in text
+    assert "| `BASE_IMAGE=image` | `--base-image` |" in text
 
 
 def test_seed_generators_tp2_bf16_on_h100_is_refused_with_the_arithmetic():
@@ -157,7 +161,7 @@ def test_hardware_detection_from_real_nvidia_smi(machine, profile):
 
 def test_dockerfile_healthcheck_timings_match_the_deployment_data():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    timings = DATA["deployment"]["healthcheck"]
+    timings = DATA["container"]["healthcheck"]
     for name in ("interval", "timeout", "start_period", "retries"):
         assert f"--{name.replace('_', '-')}={timings[name]}" in dockerfile
 

@@ -58,7 +58,7 @@ def test_bad_configuration_exits_78_with_the_variable_and_is_not_restarted_in_a_
     assert state["State"]["ExitCode"] == settings.EXIT_CONFIG_ERROR
     assert fragment in stack.logs()
     restarts = state["RestartCount"]
-    limit = int(render.load_data()["deployment"]["restart"].split(":")[1])
+    limit = int(render.load_data()["container"]["restart"].split(":")[1])
     time.sleep(3)
     assert stack.inspect()["RestartCount"] == restarts <= limit, "restart policy keeps restarting a config error"
     assert "starting engine" not in stack.logs()
