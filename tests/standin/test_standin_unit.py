@@ -269,3 +269,23 @@ def test_startup_checks_exit_1(args, message):
                        capture_output=True, text=True, env=standin_env(STANDIN_LOAD_SECONDS=0), timeout=30,
                        cwd=str(HERE.parent))
     assert r.returncode == 1 and f"AssertionError: {message}" in r.stderr, r.stderr[-2000:]
+
+
+def test_route_table_comes_from_the_generated_json():
+    code = """
+        import json, os
+        from sglang.srt.standin_routes import build_routes
+        print(json.dumps([build_routes(os.environ), build_routes(dict(os.environ, DUMPER_SERVER_PORT="reuse",
+                                                                       AIP_PREDICT_ROUTE="/predict"))]))
+    """
+    out = run_py(code)
+    assert out.returncode == 0, out.stderr
+    plain, moved = json.loads(out.stdout)
+    generated = json.loads((ROOT / "launcher" / "sglang_routes.json").read_text())["routes"]
+    assert [r[3] for r in plain][:3] == [g["path"] for g in generated][:3]
+    assert ["/scale_elastic_ep", ["POST"], "admin_optional", "/scale_elastic_ep"] in plain
+    assert not any(r[0].startswith("/dumper/") for r in plain)
+    assert ["/dumper/{method}", ["POST"], "admin_optional", "/dumper/{method}"] in moved
+    assert ["/predict", ["POST"], "normal", "/vertex_generate"] in moved
+    missing = run_py(code, env=standin_env(STANDIN_ROUTE_TABLE="/nonexistent.json"))
+    assert missing.returncode == 1 and "STANDIN_ROUTE_TABLE" in missing.stderr

@@ -11,7 +11,7 @@ On top, and outermost, two stand-in middlewares: one adds the
 ``X-SGLang-Standin`` header to every answer, one writes the request journal
 (``STANDIN_REQUEST_JOURNAL``).
 
-The route handlers in standin_server.py were written for a blocking server
+The route handlers (standin_info.py, standin_generate.py, standin_openai.py) were written for a blocking server
 (they sleep per token and write SSE events as they go). Each request runs its
 handler on a thread of its own; an ``Exchange`` hands the handler's answer,
 or its stream of events, back to the event loop.
@@ -40,8 +40,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Match, Mount
 
-from sglang.srt import standin_routes as routes_mod
-
 logger = logging.getLogger("sglang.srt.standin")
 
 NOTICE = "SGLang CPU STAND-IN (not the real engine, no model)"
@@ -51,6 +49,10 @@ STANDIN_HEADER_VALUE = "cpu-stand-in; deterministic placeholder text; not a mode
 HTTP_PARSERS = ("httptools", "h11")
 DEFAULT_HTTP_PARSER = "httptools"  # what uvicorn's http="auto" picks in SGLang's image
 LOOP = "uvloop"                    # SGLang passes loop="uvloop"
+
+# Auth levels (sglang/srt/utils/auth.py AuthLevel), as the route table spells them.
+NORMAL = "normal"
+ADMIN_OPTIONAL = "admin_optional"
 
 
 # ---------------------------------------------------------------------------
@@ -113,13 +115,13 @@ def route_auth_level(fastapi_app: FastAPI, scope) -> str:
             continue
         if match == Match.FULL:
             endpoint = child_scope.get("endpoint") or getattr(route, "endpoint", None)
-            return getattr(endpoint, "_auth_level", routes_mod.NORMAL)
-    return routes_mod.NORMAL
+            return getattr(endpoint, "_auth_level", NORMAL)
+    return NORMAL
 
 
 def key_for_level(level: str, api_key: Optional[str], admin_api_key: Optional[str]) -> Optional[str]:
     """The key a route of this level asks for; None when it asks for none."""
-    if level == routes_mod.ADMIN_OPTIONAL:
+    if level == ADMIN_OPTIONAL:
         return admin_api_key or api_key or None
     return api_key or None
 

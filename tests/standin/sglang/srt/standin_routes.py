@@ -1,127 +1,112 @@
 """SGLang CPU STAND-IN: the route table of SGLang 0.5.23's HTTP server (not the real engine).
 
-Taken from the ``@app.*`` decorators and ``@auth_level(...)`` markers of
-``sglang/srt/entrypoints/http_server.py`` (0.5.23), plus the ``/v1/loads``
-router and the FastAPI defaults. Every route is registered on the stand-in's
-FastAPI app, so Starlette's own matching decides 404/405 and the level the
-API-key middleware (``sglang/srt/utils/auth.py``) asks for; routes the
-stand-in does not implement still exist, and answer 501 after auth.
+SGLang's own routes (path, methods, auth level, in registration order) are read from the
+bundle's generated ``sglang_routes.json`` (key ``routes``; tools/gen_sglang_routes.py scans
+SGLang's source): ``$STANDIN_ROUTE_TABLE``, else ``sglang_routes.json`` beside the flag
+catalogue (``/opt/bundle/launcher/`` in the image). Here is only what that scan cannot give:
+the routes whose path comes from the environment, FastAPI's default routes, how the
+``only_if`` conditions read the environment, and which stand-in handler serves which path.
+Every route is registered on the stand-in's FastAPI app, so Starlette's own matching decides
+404/405 and the level the API-key middleware asks for; routes without a handler answer 501.
 """
 
-NORMAL = "normal"
-ADMIN_OPTIONAL = "admin_optional"
+import json
+import os
+import sys
 
-# (path, methods, auth level), paths in Starlette's syntax: "{x}" matches one
-# path segment, "{x:path}" the rest of the path.
-ROUTES = [
-    ("/ready", ("GET",), NORMAL),
-    ("/health", ("GET",), NORMAL),
-    ("/health_generate", ("GET",), NORMAL),
-    ("/get_model_info", ("GET",), NORMAL),
-    ("/model_info", ("GET",), NORMAL),
-    ("/get_server_info", ("GET",), NORMAL),
-    ("/server_info", ("GET",), NORMAL),
-    ("/set_internal_state", ("POST", "PUT"), ADMIN_OPTIONAL),
-    ("/generate", ("POST", "PUT"), NORMAL),
-    ("/encode", ("POST", "PUT"), NORMAL),
-    ("/classify", ("POST", "PUT"), NORMAL),
-    ("/flush_cache", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/add_external_corpus", ("POST",), ADMIN_OPTIONAL),
-    ("/remove_external_corpus", ("POST",), ADMIN_OPTIONAL),
-    ("/list_external_corpora", ("GET",), ADMIN_OPTIONAL),
-    ("/hicache/storage-backend/clear", ("POST",), ADMIN_OPTIONAL),
-    ("/hicache/storage-backend", ("PUT", "DELETE", "GET"), ADMIN_OPTIONAL),
-    ("/get_hicache_l3_cache_layout", ("GET",), NORMAL),
-    ("/start_profile", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/stop_profile", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/set_trace_level", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/freeze_gc", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/start_expert_distribution_record", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/stop_expert_distribution_record", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/dump_expert_distribution_record", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/update_weights_from_disk", ("POST",), ADMIN_OPTIONAL),
-    ("/init_weights_send_group_for_remote_instance", ("POST",), ADMIN_OPTIONAL),
-    ("/send_weights_to_remote_instance", ("POST",), ADMIN_OPTIONAL),
-    ("/get_remote_instance_transfer_engine_info", ("GET",), ADMIN_OPTIONAL),
-    ("/remote_instance_transfer_engine_info", ("GET",), ADMIN_OPTIONAL),
-    ("/init_weights_update_group", ("POST",), ADMIN_OPTIONAL),
-    ("/destroy_weights_update_group", ("POST",), ADMIN_OPTIONAL),
-    ("/update_weights_from_tensor", ("POST",), ADMIN_OPTIONAL),
-    ("/begin_weight_update", ("POST",), ADMIN_OPTIONAL),
-    ("/end_weight_update", ("POST",), ADMIN_OPTIONAL),
-    ("/update_weights_from_distributed", ("POST",), ADMIN_OPTIONAL),
-    ("/update_weights_from_ipc", ("POST",), ADMIN_OPTIONAL),
-    ("/update_weight_version", ("POST",), ADMIN_OPTIONAL),
-    ("/get_weights_by_name", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/release_memory_occupation", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/resume_memory_occupation", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/weights_checker", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/slow_down", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/pd_role_switch", ("POST",), ADMIN_OPTIONAL),
-    ("/load_lora_adapter", ("POST",), ADMIN_OPTIONAL),
-    ("/load_lora_adapter_from_tensors", ("POST",), ADMIN_OPTIONAL),
-    ("/unload_lora_adapter", ("POST",), ADMIN_OPTIONAL),
-    ("/open_session", ("GET", "POST"), NORMAL),
-    ("/close_session", ("GET", "POST"), NORMAL),
-    ("/configure_logging", ("GET", "POST"), ADMIN_OPTIONAL),
-    ("/abort_request", ("POST",), ADMIN_OPTIONAL),
-    ("/parse_function_call", ("POST",), NORMAL),
-    ("/separate_reasoning", ("POST",), NORMAL),
-    ("/pause_generation", ("POST",), ADMIN_OPTIONAL),
-    ("/continue_generation", ("POST",), ADMIN_OPTIONAL),
-    ("/v1/completions", ("POST",), NORMAL),
-    ("/v1/chat/completions", ("POST",), NORMAL),
-    ("/v1/embeddings", ("POST",), NORMAL),
-    ("/v1/classify", ("POST",), NORMAL),
-    ("/v1/tokenize", ("POST",), NORMAL),
-    ("/tokenize", ("POST",), NORMAL),
-    ("/v1/detokenize", ("POST",), NORMAL),
-    ("/detokenize", ("POST",), NORMAL),
-    ("/v1/audio/transcriptions", ("POST",), NORMAL),
-    ("/v1/models", ("GET",), NORMAL),
-    ("/v1/models/{model:path}", ("GET",), NORMAL),
-    ("/v1/score", ("POST",), NORMAL),
-    ("/v1/decisions", ("POST",), NORMAL),
-    ("/v1/responses", ("POST",), NORMAL),
-    ("/v1/responses/{response_id}", ("GET",), NORMAL),
-    ("/v1/responses/{response_id}/cancel", ("POST",), NORMAL),
-    ("/v1/rerank", ("POST", "PUT"), NORMAL),
-    ("/api/chat", ("POST",), NORMAL),
-    ("/api/generate", ("POST",), NORMAL),
-    ("/api/tags", ("GET",), NORMAL),
-    ("/api/show", ("POST",), NORMAL),
-    ("/v1/messages", ("POST",), NORMAL),
-    ("/v1/messages/count_tokens", ("POST",), NORMAL),
-    ("/v1/systemone", ("POST",), NORMAL),
-    ("/ping", ("GET",), NORMAL),
-    ("/invocations", ("POST",), NORMAL),
-    ("/vertex_generate", ("POST",), NORMAL),
-    ("/v1/loads", ("GET",), NORMAL),
-    ("/", ("GET", "HEAD"), NORMAL),
-    # FastAPI defaults
-    ("/openapi.json", ("GET", "HEAD"), NORMAL),
-    ("/docs", ("GET", "HEAD"), NORMAL),
-    ("/docs/oauth2-redirect", ("GET", "HEAD"), NORMAL),
-    ("/redoc", ("GET", "HEAD"), NORMAL),
+from sglang.srt import standin_generate, standin_info, standin_openai
+from sglang.srt.server_args import catalogue_path
+from sglang.srt.standin_http import NORMAL, NOTICE
+
+# Routes whose path SGLang reads from the environment at import time: (default path, methods,
+# env var). The scan leaves them out, as their path is no literal; they are all NORMAL.
+ENV_ROUTES = [
+    ("/api/chat", ("POST",), "SGLANG_OLLAMA_CHAT_ROUTE"),
+    ("/api/generate", ("POST",), "SGLANG_OLLAMA_GENERATE_ROUTE"),
+    ("/api/tags", ("GET",), "SGLANG_OLLAMA_TAGS_ROUTE"),
+    ("/api/show", ("POST",), "SGLANG_OLLAMA_SHOW_ROUTE"),
+    ("/vertex_generate", ("POST",), "AIP_PREDICT_ROUTE"),
 ]
+# SGLANG_OLLAMA_ROOT_ROUTE replaces "/" with Ollama's root; the stand-in moves its "/" there.
+ROOT_ROUTE_ENV = "SGLANG_OLLAMA_ROOT_ROUTE"
 
-# Routes whose env var moves them (SGLang reads these at import time).
-ENV_ROUTE_OVERRIDES = {
-    "/api/chat": "SGLANG_OLLAMA_CHAT_ROUTE",
-    "/api/generate": "SGLANG_OLLAMA_GENERATE_ROUTE",
-    "/api/tags": "SGLANG_OLLAMA_TAGS_ROUTE",
-    "/api/show": "SGLANG_OLLAMA_SHOW_ROUTE",
-    "/vertex_generate": "AIP_PREDICT_ROUTE",
-    "/": "SGLANG_OLLAMA_ROOT_ROUTE",
+# FastAPI's defaults on SGLang's app (Starlette routes: GET and HEAD).
+FASTAPI_DEFAULT_ROUTES = ["/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"]
+
+# The module-level conditions routes sit under in http_server.py (`only_if`), as the stand-in
+# reads them. An unknown one stops the stand-in: a newer SGLang needs a look.
+CONDITIONS = {
+    "os.environ.get('DUMPER_SERVER_PORT') == 'reuse'":
+        lambda environ: environ.get("DUMPER_SERVER_PORT") == "reuse",
+    "not (_ollama_root_route is not None)": lambda environ: True,   # moved instead, see above
 }
 
 
-def build_routes(environ):
-    """(path, methods, level, table path) per route; the path after the env overrides,
+def not_implemented(route_path: str):
+    def handler(h, app, *_):
+        h.send_json(501, {"error": {"message": (
+            f"{route_path} exists in SGLang 0.5.23 but is not implemented by the {NOTICE}.")}})
+    return handler
+
+
+# Which stand-in handler serves which route (by its path in the table); the others answer 501.
+ROUTE_HANDLERS = {
+    "/ready": standin_info.h_ready,
+    "/health": standin_info.h_health,
+    "/health_generate": standin_info.h_health,
+    "/ping": standin_info.h_ping,
+    "/": standin_info.h_root,
+    "/model_info": standin_info.h_model_info,
+    "/get_model_info": standin_info.h_model_info,
+    "/server_info": standin_info.h_server_info,
+    "/get_server_info": standin_info.h_server_info,
+    "/v1/models": standin_info.h_models,
+    "/v1/models/{model:path}": standin_info.h_model,
+    "/v1/loads": standin_info.h_loads,
+    "/flush_cache": standin_info.h_flush_cache,
+    "/pause_generation": standin_info.h_pause,
+    "/continue_generation": standin_info.h_continue,
+    "/generate": standin_generate.h_generate,
+    "/v1/chat/completions": standin_openai.h_chat,
+    "/v1/completions": standin_openai.h_completions,
+}
+
+
+def route_table_path(environ=os.environ) -> str:
+    return environ.get("STANDIN_ROUTE_TABLE") or os.path.join(
+        os.path.dirname(catalogue_path()), "sglang_routes.json")
+
+
+def generated_routes(path: str):
+    """SGLang's literal-path routes, as tools/gen_sglang_routes.py wrote them."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)["routes"]
+    except (OSError, ValueError, KeyError) as e:
+        sys.stderr.write(f"{NOTICE}: route table not readable at {path} ({e!r}). Set "
+                         "STANDIN_ROUTE_TABLE to the bundle's launcher/sglang_routes.json.\n")
+        raise SystemExit(1)
+
+
+def build_routes(environ=os.environ):
+    """(path, methods, level, table path) per route, in SGLang's registration order (the
+    environment's routes and FastAPI's defaults after): the path after the env overrides,
     the table path to find the stand-in's handler by."""
     routes = []
-    for path, methods, level in ROUTES:
-        env = ENV_ROUTE_OVERRIDES.get(path)
-        served = environ[env] if env and environ.get(env) else path
-        routes.append((served, tuple(methods), level, path))
+    for route in generated_routes(route_table_path(environ)):
+        condition = route.get("only_if")
+        if condition is not None:
+            if condition not in CONDITIONS:
+                sys.stderr.write(f"{NOTICE}: the route table has a condition the stand-in does "
+                                 f"not know: {condition!r} (on {route['path']})\n")
+                raise SystemExit(1)
+            if not CONDITIONS[condition](environ):
+                continue
+        path = route["path"]
+        served = environ.get(ROOT_ROUTE_ENV) or path if path == "/" else path
+        routes.append((served, tuple(route["methods"].split()), route["auth"], path))
+    for path, methods, env in ENV_ROUTES:
+        routes.append((environ.get(env) or path, methods, NORMAL, path))
+    for path in FASTAPI_DEFAULT_ROUTES:
+        routes.append((path, ("GET", "HEAD"), NORMAL, path))
     return routes
