@@ -280,7 +280,7 @@ def markdown_table(data: dict) -> str:
     for hardware, preset in pairs(data):
         d = resolve(data, hardware, preset)
         flags = " ".join(f"`--{k}`" if v is True else f"`--{k} {v}`" for k, v in d.flags.items()
-                         if k not in ("model-path", "enable-metrics"))
+                         if k not in ("model-path", "enable-metrics", "tool-call-parser"))
         model = "FP8" if d.plan.fp8_weights else "BF16"
         rows.append(f"| {hardware} | {preset} | {d.count}x {d.gpu['name']} | {model}; {flags} | "
                     f"{d.plan.weights_gib:.1f} GiB | {d.plan.kv_tokens:,} |")
