@@ -80,3 +80,11 @@ test: ## the whole suite: unit, real SGLang parser, real Compose, containers ove
 
 test-gpu: ## the same suite against the real image and model on a GPU host
 	BUNDLE_TEST_TARGET=gpu $(PY) -m pytest $(PYTEST_ARGS)
+
+# Mutation testing of launcher/*.py, bundle/render.py and bundle/schema.py, judged by the fast
+# Docker-free tests (setup.cfg [mutmut], tools/mutation.py, docs/mutation.md). Needs the test venv
+# (`make provision`); installs the pinned mutmut into it when missing. MODULES= narrows the run.
+.PHONY: mutation
+mutation: | $(PY) ## mutation score killed/total + survivors: [MODULES="launcher/command.py ..."]
+	@$(PY) -m pip show mutmut >/dev/null 2>&1 || $(PY) -m pip install --quiet -r requirements-mutation.txt
+	$(PY) tools/mutation.py
