@@ -21,10 +21,10 @@ import typing
 from pathlib import Path
 
 from bundle.errors import RenderError
+from launcher.settings import FALSE_WORDS, TRUE_WORDS
 
 IMAGE_REFERENCE = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
                              r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
-TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
 # ---- checks: text -> value, or ValueError saying what was expected --------------------------
@@ -55,7 +55,7 @@ def ip_address(value: str) -> str:
 
 
 def switch(value: str) -> bool:
-    if value.lower() in TRUE_WORDS + FALSE_WORDS:
+    if value.lower() in TRUE_WORDS | FALSE_WORDS:   # the container's own boolean words
         return value.lower() in TRUE_WORDS
     raise ValueError("expected 1 or 0")
 
