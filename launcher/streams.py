@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import socket
 
-from launcher.http1 import HEAD_LIMIT, ClientGone, EngineFailed, ProtocolError
+from launcher.http1 import HEAD_LIMIT, PIECE, ClientGone, EngineFailed, ProtocolError
 
 HEAD_TIMEOUT_S = 60.0                # a client must send a complete request head within this
 CLIENT_BODY_IDLE_TIMEOUT_S = 60.0    # a request body that stalls this long is abandoned
 CLIENT_WRITE_TIMEOUT_S = 60.0        # a client that reads nothing of its response this long is dropped
 LINGER_S = 2.0                       # how long we drain an unread request body before closing
-PIECE = 64 * 1024
-ENGINE_CONNECT_TIMEOUT_S = 10.0
 # What one connection buffers from the engine while its client is slow: asyncio pauses reading at
 # twice the stream limit, and the kernel holds about twice SO_RCVBUF. Response heads are small.
 ENGINE_READ_LIMIT = 16 * 1024

@@ -11,7 +11,10 @@ import time
 
 import pytest
 
+from launcher.settings import BundleSettings
 from stack import STANDIN
+
+ENGINE_PORT = BundleSettings.from_environ({}).engine_port   # the rendered files leave it at the default
 
 SMUGGLED = (b"POST /flush_cache HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Content-Length: 69906\r\n\r\n" + b" " * 69906)
@@ -20,7 +23,7 @@ import json, os, urllib.request, urllib.error
 user_key = open(os.environ["ENGINE_API_KEY_FILE"]).read().strip()   # what a process in here can read
 result = {}
 for path, key in (("/v1/models", None), ("/v1/models", user_key), ("/flush_cache", user_key), ("/ready", None)):
-    request = urllib.request.Request("http://127.0.0.1:30000" + path, method="POST" if "flush" in path else "GET")
+    request = urllib.request.Request("http://127.0.0.1:ENGINE_PORT" + path, method="POST" if "flush" in path else "GET")
     if key:
         request.add_header("Authorization", "Bearer " + key)
     try:
@@ -78,7 +81,7 @@ def test_every_request_the_engine_received_carried_its_own_key(served):
 def test_the_engine_refuses_requests_that_did_not_come_through_the_guard(served):
     """From inside the container, straight to the engine's loopback port: even the user's key does
     not open it, because the engine only knows its own per-start keys."""
-    answers = json.loads(served.inside(ENGINE_PROBE))
+    answers = json.loads(served.inside(ENGINE_PROBE.replace("ENGINE_PORT", str(ENGINE_PORT))))
     assert answers == {"/v1/models none": 401, "/v1/models key": 401, "/flush_cache key": 401,
                        "/ready none": 200}
 
