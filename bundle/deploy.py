@@ -29,12 +29,15 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from bundle import render
 from bundle import options  # noqa: E402
 from launcher.settings import EXIT_CONFIG_ERROR
+
+GATEWAY_SERVICE = "gateway"     # templates/docker-compose.yml.j2's name for SGLang's gateway
 
 # The engine's log lines that mark its start-up phases (SGLang 0.5.23 messages), latest wins.
 PHASES = (
@@ -128,8 +131,11 @@ def image_to_build(files: list[Path]) -> str | None:
     result = run(compose(files, "config", "--format", "json"))
     if result.returncode != 0:
         raise DeployError(f"docker compose rejects the rendered file:\n{result.stderr.strip()}")
-    build = json.loads(result.stdout)["services"]["engine"].get("build") or {}
-    return (build.get("args") or {}).get("BASE_IMAGE")
+    for service in json.loads(result.stdout)["services"].values():
+        base = ((service.get("build") or {}).get("args") or {}).get("BASE_IMAGE")
+        if base:
+            return base
+    return None
 
 
 def ask_registry(reference: str) -> tuple[str, str | None, str]:
@@ -199,8 +205,14 @@ def start(files: list[Path]) -> None:
         raise DeployError(f"docker compose up failed:\n{message}")
 
 
-def container_state(files: list[Path]) -> dict:
-    container = run(compose(files, "ps", "-aq", "engine")).stdout.strip()
+def services(files: list[Path]) -> list[str]:
+    """The deployment's services: the engine(s) first, then the gateway when there is one."""
+    names = run(compose(files, "config", "--services")).stdout.split()
+    return sorted(names, key=lambda name: (name == GATEWAY_SERVICE, name))
+
+
+def container_state(files: list[Path], service: str) -> dict:
+    container = run(compose(files, "ps", "-aq", service)).stdout.strip()
     if not container:
         return {}
     result = run(["docker", "inspect", "--format", "{{json .State}}|{{.RestartCount}}", container])
@@ -221,25 +233,30 @@ def latest_phase(log_text: str) -> str | None:
 
 
 def wait_until_ready(files: list[Path], timeout: float, poll: float = 2.0) -> None:
+    """Until every service (the engines, and the gateway in front of them) is healthy."""
     began = time.monotonic()
+    names = services(files)
     phase, shown = "starting container", None
     while True:
         elapsed = time.monotonic() - began
-        state = container_state(files)
-        logs = run(compose(files, "logs", "--no-color", "--tail", "400", "engine")).stdout
+        states = {name: container_state(files, name) for name in names}
+        logs = run(compose(files, "logs", "--no-color", "--tail", "400", names[0])).stdout
         phase = latest_phase(logs) or phase
-        health = (state.get("Health") or {}).get("Status", "none")
-        line = f"{int(elapsed // 60):02d}:{int(elapsed % 60):02d}  {phase}  (health: {health})"
+        health = {name: (state.get("Health") or {}).get("Status", "none") for name, state in states.items()}
+        shown_health = ", ".join(f"{name} {status}" for name, status in health.items()) if len(names) > 1 \
+            else health[names[0]]
+        line = f"{int(elapsed // 60):02d}:{int(elapsed % 60):02d}  {phase}  (health: {shown_health})"
         if line != shown:
             print(f"    {line}", flush=True)
             shown = line
-        if health == "healthy":
+        if all(status == "healthy" for status in health.values()):
             return
-        if state and state.get("Status") in ("exited", "dead") and not state.get("Restarting"):
-            code = state.get("ExitCode")
-            tail = "\n".join(logs.splitlines()[-20:])
-            reason = "configuration error" if code == EXIT_CONFIG_ERROR else f"exit code {code}"
-            raise DeployError(f"the engine container stopped ({reason}):\n{tail}")
+        for name, state in states.items():
+            if state and state.get("Status") in ("exited", "dead") and not state.get("Restarting"):
+                code = state.get("ExitCode")
+                service_logs = run(compose(files, "logs", "--no-color", "--tail", "20", name)).stdout
+                reason = "configuration error" if code == EXIT_CONFIG_ERROR else f"exit code {code}"
+                raise DeployError(f"the {name} container stopped ({reason}):\n{service_logs.rstrip()}")
         if elapsed > timeout:
             raise DeployError(f"not ready after {timeout:.0f} s (phase: {phase}); see `make logs`")
         time.sleep(poll)
@@ -312,14 +329,15 @@ def manage(command: str, args: list[str]) -> int:
     ps = subprocess.run(compose(files, "ps"))
     if ps.returncode != 0:
         return ps.returncode
-    url = local_url(params, data) + "/ready"
+    # The gateway answers /readiness (smg's); an engine's guard /ready (SGLang's).
+    url = local_url(params, data) + ("/readiness" if GATEWAY_SERVICE in services(files) else "/ready")
     try:   # no proxy: the address is this host's
         code = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10).status
     except urllib.error.HTTPError as err:
         code = err.code
     except (OSError, ValueError):
         code = 0
-    print(f"readiness /ready: HTTP {code:03d}")
+    print(f"readiness {urllib.parse.urlsplit(url).path}: HTTP {code:03d}")
     return 0
 
 

@@ -67,6 +67,12 @@ def image_reference(value: str) -> str:
     return value
 
 
+def count(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError("expected a whole number, 1 or more")
+    return int(value)
+
+
 def path_list(value: str) -> list[str]:
     return [part for part in value.split(",") if part]
 
@@ -134,6 +140,9 @@ OPTIONS = (
            param=False, value_name="path.yml"),
     Option("GPUS", list, gpu_list, "GPU indexes to use, as many as the profile has (default: all)",
            default=[], value_name="4,5,6,7"),
+    Option("REPLICAS", int, count,
+           "engines behind SGLang's gateway, each on GPUs/REPLICAS of the profile (default 1: one engine, "
+           "no gateway)", commands=(RENDER, DEPLOY, EXPLAIN), value_name="2"),
     Option("PORT", int, port, "host port (default: presets/container.yaml's default_port)", value_name="8000"),
     Option("BIND_ADDRESS", str, ip_address,
            "host address to publish on (default: 127.0.0.1); beyond loopback it needs API_KEY_FILE=",

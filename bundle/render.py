@@ -87,6 +87,11 @@ class Deployment:
     rationale_lines: list
     plan: memory.MemoryPlan
     engine_argv: list
+    replicas: int = 1         # engines behind SGLang's gateway (REPLICAS=); 1: no gateway
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.count // self.replicas
 
     @property
     def memory_lines(self) -> list[str]:
@@ -112,7 +117,16 @@ def _env_value(value) -> str:
     return str(value)
 
 
-def resolve(data: dict, hardware: str, preset: str) -> Deployment:
+def per_replica_gpus(count: int, replicas: int, hardware: str) -> int:
+    if replicas < 1 or count % replicas:
+        raise RenderError(f"REPLICAS={replicas}: {hardware}'s {count} GPUs do not split into {replicas} "
+                          f"equal replicas; choose a divisor of {count}")
+    return count // replicas
+
+
+def resolve(data: dict, hardware: str, preset: str, replicas: int = 1) -> Deployment:
+    """The pair's engine, checked as the container checks it; with replicas > 1, one of the
+    `replicas` engines, each on count/replicas GPUs ('gpus' in the preset means those)."""
     profiles, presets = data["hardware"]["hardware"], data["presets"]["presets"]
     if hardware not in profiles:
         raise RenderError(f"unknown HARDWARE={hardware!r}; profiles: {', '.join(profiles)}")
@@ -123,6 +137,7 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
     image = data["hardware"]["images"][gpu["image"]]
     reference = base_image(data, gpu["image"])
     count = int(profile["count"])
+    per_replica = per_replica_gpus(count, replicas, hardware)
     override = (spec.get("hardware") or {}).get(hardware) or {}
     if override.get("unsupported"):
         raise RenderError(f"{preset} on {hardware}: {override['unsupported']}")
@@ -133,7 +148,7 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
             flags.pop(name, None)
         else:
             flags[name] = value
-    flags = {name: _gpu_count_expr(value, count, f"{preset}.flags.{name}") for name, value in flags.items()}
+    flags = {name: _gpu_count_expr(value, per_replica, f"{preset}.flags.{name}") for name, value in flags.items()}
 
     engine_env = {}
     for name, value in flags.items():
@@ -147,8 +162,9 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
 
     values = config.values
     world = int(values.get("tp_size") or 1) * int(values.get("pp_size") or 1) * int(values.get("dp_size") or 1)
-    if world != count:
-        raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, the profile has {count}")
+    if world != per_replica:
+        shape = f"each of {replicas} replicas has {per_replica}" if replicas > 1 else f"the profile has {count}"
+        raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, {shape}")
     model = values["model_path"]
     shape = memory.KNOWN_MODELS.get(model)
     if shape is None:
@@ -168,7 +184,7 @@ def resolve(data: dict, hardware: str, preset: str) -> Deployment:
         image_tag=f"{container['image_name']}:sglang-{data['hardware']['sglang_version']}-{gpu['image']}",
         flags=flags, engine_env=engine_env, extra_env=dict(spec.get("env") or {}),
         rationale_lines=_wrap(" ".join(rationale)), plan=plan,
-        engine_argv=config.engine_argv(BundleSettings.from_environ(engine_env)))
+        engine_argv=config.engine_argv(BundleSettings.from_environ(engine_env)), replicas=replicas)
 
 
 def base_image(data: dict, lane: str) -> str:
@@ -222,6 +238,45 @@ def parse_bind_address(text: str) -> tuple[str, bool]:
     return host, address.is_loopback
 
 
+SINGLE_ENGINE_SERVICE = "engine"    # the compose service of a one-engine deployment
+
+
+def engine_services(deployment: Deployment, gpus: list[str]) -> list[dict]:
+    """The engine services: "engine", or engine-1..N on disjoint GPU sets (GPUS= order, else 0..count-1)."""
+    if deployment.replicas == 1:
+        return [{"name": SINGLE_ENGINE_SERVICE, "gpu_ids": gpus or None}]
+    ids = gpus or [str(index) for index in range(deployment.count)]
+    size = deployment.gpus_per_replica
+    return [{"name": f"{SINGLE_ENGINE_SERVICE}-{number + 1}", "gpu_ids": ids[number * size:(number + 1) * size]}
+            for number in range(deployment.replicas)]
+
+
+def gateway_command(data: dict, worker_urls: list[str]) -> list[str]:
+    """smg's flags (nothing secret: launcher/gateway.py adds the keys in-process)."""
+    gateway = data["gateway"]
+    return ["--host", "0.0.0.0", "--port", str(gateway["port"]), "--worker-urls", *worker_urls,
+            "--policy", gateway["policy"],
+            "--prometheus-host", "0.0.0.0", "--prometheus-port", str(gateway["metrics_port"]),
+            "--health-check-endpoint", gateway["health_check_endpoint"],
+            "--health-check-interval-secs", str(gateway["health_check_interval_secs"]),
+            "--health-failure-threshold", str(gateway["health_failure_threshold"]),
+            "--health-success-threshold", str(gateway["health_success_threshold"]),
+            "--worker-startup-timeout-secs", str(gateway["worker_startup_timeout_secs"])]
+
+
+def gateway_view(data: dict, worker_urls: list[str], secrets: list[dict]) -> dict:
+    gateway = data["gateway"]
+    port = str(gateway["port"])
+    gateway_env = {"api_key": "GATEWAY_API_KEY_FILE", "admin_api_key": "GATEWAY_ADMIN_API_KEY_FILE"}
+    return {**gateway,
+            "image_tag": f"{gateway['image_name']}:smg-{gateway['smg_version']}",
+            "command": gateway_command(data, worker_urls),
+            "healthcheck": ["CMD", "python3", "-m", "launcher.gateway", "--healthcheck", "--port", port],
+            "healthcheck_interval": f"{gateway['health_check_interval_secs']}s",
+            "secrets": [{"name": s["name"], "env": gateway_env[s["name"]]} for s in secrets
+                        if s["name"] in gateway_env]}
+
+
 def render(data: dict, deployment: Deployment, params: Params, out: Path, command: str) -> str:
     container = data["container"]
     port = options.BY_VARIABLE["PORT"].read(str(params.port or container["default_port"]))
@@ -256,9 +311,14 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         "env_file": from_out(params.env_file) if params.env_file else None,
         "base_image": options.BY_VARIABLE["BASE_IMAGE"].read(params.base_image) or deployment.base_image,
     }
+    engines = engine_services(deployment, params.gpus)
+    gateway = None
+    if deployment.replicas > 1:
+        gateway = gateway_view(data, [f"http://{e['name']}:{view['container_port']}" for e in engines], secrets)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-    return env.get_template(TEMPLATE).render(deployment=deployment, params=view, container=container, command=command)
+    return env.get_template(TEMPLATE).render(deployment=deployment, params=view, container=container, command=command,
+                                             engines=engines, gateway=gateway)
 
 
 def render_command(hardware: str, preset: str, out: str, params: Params, target: str = "render") -> str:
@@ -267,7 +327,7 @@ def render_command(hardware: str, preset: str, out: str, params: Params, target:
 
 
 def write(data: dict, hardware: str, preset: str, params: Params, out: Path, command: str) -> Deployment:
-    deployment = resolve(data, hardware, preset)
+    deployment = resolve(data, hardware, preset, params.replicas or 1)
     text = render(data, deployment, params, out, command)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
@@ -341,7 +401,7 @@ def main(argv=None) -> int:
             print(detect_hardware(data))
         elif args.command == "explain":
             chosen = options.read(options.EXPLAIN, args)
-            d = resolve(data, chosen["hardware"], chosen["preset"])
+            d = resolve(data, chosen["hardware"], chosen["preset"], chosen["replicas"] or 1)
             print("\n".join([f"{d.hardware} {d.preset}: {d.summary}", *d.rationale_lines,
                              *d.memory_lines, " ".join(d.engine_argv)]))
         elif args.command == "compose-file":

@@ -166,7 +166,24 @@ class ContainerFile:
     logging: Logging = key("json-file log rotation")
 
 
-FILES = {"hardware": HardwareFile, "presets": PresetsFile, "container": ContainerFile}
+# ---- presets/gateway.yaml ------------------------------------------------------------------
+
+@record
+class GatewayFile:
+    smg_version: str = key("the PyPI `smg` release the gateway image installs")
+    base_image: str = key("the gateway image's base (a Python image), pulled on GPU hosts")
+    image_name: str = key("the gateway image's repository")
+    port: int = key("the gateway's port inside its container", check=_port)
+    metrics_port: int = key("smg's Prometheus port inside its container", check=_port)
+    policy: Literal["cache_aware", "round_robin", "random", "power_of_two"] = key("smg's routing policy")
+    health_check_endpoint: str = key("the engine path smg probes (/ready: cheap; /health generates)")
+    health_check_interval_secs: int = key("seconds between smg's probes of each engine", check=_positive)
+    health_failure_threshold: int = key("failed probes before smg takes an engine out", check=_positive)
+    health_success_threshold: int = key("good probes before smg puts it back", check=_positive)
+    worker_startup_timeout_secs: int = key("how long smg waits for a starting engine", check=_positive)
+
+
+FILES = {"hardware": HardwareFile, "presets": PresetsFile, "container": ContainerFile, "gateway": GatewayFile}
 PLURALS = {"hardware profile": "hardware profiles", "GPU": "GPUs", "image lane": "image lanes",
            "SGLang flag": "SGLang flags"}
 
