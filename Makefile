@@ -37,8 +37,8 @@ COMPOSE = $(PY) -m bundle.deploy compose
 down: | $(PY) ## stop and remove the deployment on PORT
 	@$(COMPOSE) down
 
-logs: | $(PY) ## follow the engine's log
-	@$(COMPOSE) logs -f --tail 200 engine
+logs: | $(PY) ## follow the logs of every service (the engine; the engines and the gateway with REPLICAS=)
+	@$(COMPOSE) logs -f --tail 200
 
 status: | $(PY) ## container state and health of the deployment on PORT
 	@$(PY) -m bundle.deploy status

@@ -26,6 +26,9 @@ STANDIN = TARGET == "standin"
 DEBIAN_IMAGE = "bundle-debian:bookworm"
 STANDIN_BASE_IMAGE = "bundle-standin-base:test"
 TEST_IMAGE = os.environ.get("BUNDLE_TEST_IMAGE", "llama31-sglang-bundle:test")
+# The real gateway (PyPI smg, the same release as presets/gateway.yaml), FROM a local base with it.
+GATEWAY_BASE_IMAGE = "bundle-gateway-base:test"
+GATEWAY_TEST_IMAGE = "llama31-sglang-gateway:test"
 # Bounded waits: a stand-in is ready in seconds; a real 70B may take most of an hour cold.
 READY_TIMEOUT = 120 if STANDIN else 3600
 # The token must never leak either way; in GPU mode it is the real one (gated weights), unless the
@@ -65,15 +68,35 @@ def build_test_images() -> str | None:
     return TEST_IMAGE
 
 
+def build_gateway_test_image() -> str | None:
+    """Dockerfile.gateway FROM a local Debian base that carries the real smg wheel; never pulls.
+    In GPU mode the rendered compose file builds it itself (FROM the Python image in presets/gateway.yaml)."""
+    if not STANDIN:
+        return None
+    site = ROOT / "tests" / "gateway" / "site-packages"
+    wanted = render.load_data()["gateway"]["smg_version"]
+    stamp = site / ".smg-version"
+    if not stamp.is_file() or stamp.read_text().strip() != wanted:
+        raise AssertionError(f"{site} is missing or not smg {wanted}: run `make provision` (bash .ci/provision)")
+    run("docker", "build", "--pull=false", "-q", "--build-arg", f"DEBIAN_IMAGE={DEBIAN_IMAGE}",
+        "-t", GATEWAY_BASE_IMAGE, str(site.parent))
+    run("docker", "build", "--pull=false", "-q", "-f", str(ROOT / "Dockerfile.gateway"),
+        "--build-arg", f"GATEWAY_BASE_IMAGE={GATEWAY_BASE_IMAGE}", "--build-arg", f"SMG_VERSION={wanted}",
+        "-t", GATEWAY_TEST_IMAGE, str(ROOT))
+    return GATEWAY_TEST_IMAGE
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def compose_override(port: int, environment: dict, gpu_machine: str = "h200x4", restart: str | None = None) -> dict:
+def compose_override(port: int, environment: dict, gpu_machine: str = "h200x4", restart: str | None = None,
+                     engines: tuple = ("engine",), gateway: bool = False) -> dict:
+    """The test's changes to the rendered file: its port, the stand-in images and a fast healthcheck
+    pace. `engines` are the engine services; with `gateway`, the gateway holds the port instead."""
     engine = {
-        "ports": yaml_tag("!override", [f"127.0.0.1:{port}:8000"]),
         # Fast pace for the stand-in; a real /health generates a token, so give it SGLang's 20 s.
         "healthcheck": ({"interval": "1s", "timeout": "5s", "retries": 2, "start_period": "600s"} if STANDIN
                         else {"interval": "5s", "timeout": "30s", "retries": 3, "start_period": "3600s"}),
@@ -97,7 +120,16 @@ def compose_override(port: int, environment: dict, gpu_machine: str = "h200x4", 
                                  **environment}
     if restart:
         engine["restart"] = restart
-    return {"services": {"engine": engine}}
+    published = {"ports": yaml_tag("!override", [f"127.0.0.1:{port}:8000"])}
+    services = {name: dict(engine) for name in engines}
+    if not gateway:
+        services[engines[0]].update(published)
+        return {"services": services}
+    services["gateway"] = {**published, "healthcheck": {"interval": "1s", "start_period": "600s"}}
+    if STANDIN:
+        services["gateway"].update({"image": GATEWAY_TEST_IMAGE, "pull_policy": "never",
+                                    "build": yaml_tag("!reset", None)})
+    return {"services": services}
 
 
 def hardware_under_test(data) -> str:
@@ -131,7 +163,7 @@ class Stack:
     """One deployment: render + override + `docker compose` under a unique project name."""
 
     def __init__(self, workdir: Path, hardware=None, preset="basic", environment=None, api_key=True,
-                 gpu_machine="h200x4", restart=None, params: render.Params | None = None):
+                 gpu_machine="h200x4", restart=None, params: render.Params | None = None, replicas: int = 1):
         self.workdir = workdir
         self.port = free_port()
         self.project = f"bundletest-{uuid.uuid4().hex[:10]}"
@@ -142,14 +174,16 @@ class Stack:
         self.api_key = CANARY_API_KEY if api_key else None
         data = render.load_data()
         hardware = hardware or hardware_under_test(data)
-        self.deployment = render.resolve(data, hardware, preset)
-        params = params or render.Params(port=self.port, secrets_dir=str(secrets),
+        self.deployment = render.resolve(data, hardware, preset, replicas)
+        params = params or render.Params(port=self.port, secrets_dir=str(secrets), replicas=replicas,
                                          api_key_file=str(secrets / "api_key") if api_key else None)
+        self.engines = [e["name"] for e in render.engine_services(self.deployment, params.gpus)]
         self.compose_file = workdir / "docker-compose.yml"
         self.compose_file.write_text(render.render(data, self.deployment, params, self.compose_file, "test"))
         self.override_file = workdir / "override.yml"
         self.override_file.write_text(yaml.safe_dump(compose_override(
-            self.port, {"BUNDLE_PREFLIGHT": "1", **(environment or {})}, gpu_machine, restart)))
+            self.port, {"BUNDLE_PREFLIGHT": "1", **(environment or {})}, gpu_machine, restart,
+            engines=tuple(self.engines), gateway=replicas > 1)))
         self.base = f"http://127.0.0.1:{self.port}"
 
     def compose(self, *args, check=True, timeout=600):
@@ -163,22 +197,22 @@ class Stack:
     def down(self):
         self.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
 
-    def container(self) -> str:
-        return self.compose("ps", "-aq", "engine").stdout.strip()
+    def container(self, service: str | None = None) -> str:
+        return self.compose("ps", "-aq", service or self.engines[0]).stdout.strip()
 
-    def inspect(self) -> dict:
-        return json.loads(run("docker", "inspect", self.container()).stdout)[0]
+    def inspect(self, service: str | None = None) -> dict:
+        return json.loads(run("docker", "inspect", self.container(service)).stdout)[0]
 
-    def health(self) -> str:
-        state = self.inspect()["State"]
+    def health(self, service: str | None = None) -> str:
+        state = self.inspect(service)["State"]
         return (state.get("Health") or {}).get("Status", "none")
 
-    def logs(self) -> str:
-        result = run("docker", "logs", self.container(), check=False)
+    def logs(self, service: str | None = None) -> str:
+        result = run("docker", "logs", self.container(service), check=False)
         return result.stdout + result.stderr
 
-    def exec(self, *args, check=True):
-        return run("docker", "exec", self.container(), *args, check=check)
+    def exec(self, *args, check=True, service: str | None = None):
+        return run("docker", "exec", self.container(service), *args, check=check)
 
     def engine_pid(self) -> int:
         script = ("import os\n"
@@ -197,9 +231,9 @@ class Stack:
         self.exec("python3", "-c", f"import os, signal; os.kill({pid}, signal.{signame})")
         return pid
 
-    def engine_journal(self) -> list[dict]:
+    def engine_journal(self, service: str | None = None) -> list[dict]:
         """What the stand-in engine received (stand-in mode only)."""
-        text = self.exec("sh", "-c", f"cat {STANDIN_JOURNAL} 2>/dev/null || true").stdout
+        text = self.exec("sh", "-c", f"cat {STANDIN_JOURNAL} 2>/dev/null || true", service=service).stdout
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     def inside(self, script: str) -> str:
