@@ -37,7 +37,7 @@ from typing import Any, Dict, Optional
 from sglang.srt import standin_http, standin_routes
 from sglang.srt import standin_startup as startup
 from sglang.srt.standin_http import NOTICE
-from sglang.srt.standin_metrics import Metrics
+from sglang.srt.standin_ops_metrics import OpsMetrics
 from sglang.srt.standin_startup import Knobs, configure_logging, startup_check_errors
 
 logger = logging.getLogger("sglang.srt.standin")
@@ -79,8 +79,9 @@ class StandInServer:
         self.rid_lock = threading.Lock()
         self.rids: Dict[str, float] = {}
         self.routes = standin_routes.build_routes(os.environ)
-        self.metrics = Metrics(self.served_model_name, self._engine_type(),
-                               getattr(a, "extra_metric_labels", None))
+        self.metrics = OpsMetrics(self.served_model_name, self._engine_type(),
+                                  getattr(a, "extra_metric_labels", None), server_args=a,
+                                  max_running_requests=self.max_running_requests)
         self.http_server = None  # uvicorn.Server, once loading is over
         self.stop_event = threading.Event()
         self.signal_count = 0

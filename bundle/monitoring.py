@@ -1,0 +1,345 @@
+"""Monitoring (MONITORING=1): Prometheus and Grafana beside a deployment, as a second compose file.
+
+    python -m bundle.monitoring generate     write the dashboard, alert rules and data source from
+                                             monitoring/queries.yaml and presets/monitoring.yaml
+    python -m bundle.monitoring check        exit 1 when a generated file differs from a fresh generation
+    python -m bundle.monitoring expressions  print every PromQL expression of the generated files
+
+One source of truth for the queries: monitoring/queries.yaml. The files Grafana and Prometheus
+load (monitoring/grafana/dashboards/sglang.json, monitoring/prometheus/rules.yml) are generated
+from it and checked in; tests evaluate the expressions of those generated files.
+
+Per deployment, `write` renders templates/monitoring.yml.j2 into monitoring.yml and the scrape
+configuration into prometheus.yml, both next to the deployment's compose file; they are used as
+`docker compose -f docker-compose.yml -f monitoring.yml ...` (Compose resolves the relative paths
+of both against the first file's folder, so they sit in the same one).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from bundle.errors import RenderError
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA_FILE = ROOT / "presets" / "monitoring.yaml"
+QUERIES_FILE = ROOT / "monitoring" / "queries.yaml"
+TEMPLATE = "monitoring.yml.j2"
+GENERATE_COMMAND = "python -m bundle.monitoring generate"
+
+DASHBOARD_FILE = ROOT / "monitoring" / "grafana" / "dashboards" / "sglang.json"
+RULES_FILE = ROOT / "monitoring" / "prometheus" / "rules.yml"
+DATASOURCE_FILE = ROOT / "monitoring" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+PROVISIONING_DIR = ROOT / "monitoring" / "grafana" / "provisioning"
+DASHBOARDS_DIR = DASHBOARD_FILE.parent
+
+COMPOSE_NAME = "monitoring.yml"              # beside the deployment's docker-compose.yml
+SCRAPE_CONFIG_NAME = "prometheus.yml"
+GRAFANA_PASSWORD_NAME = "grafana_admin_password"   # a file in the secrets folder, made at first use
+API_KEY_SECRET = "api_key"                   # the main compose file's secret of API_KEY_FILE=
+SECRETS_IN_CONTAINER = "/run/secrets"
+
+PROMETHEUS_CONFIG_IN_CONTAINER = "/etc/prometheus/prometheus.yml"
+RULES_IN_CONTAINER = "/etc/prometheus/rules.yml"
+GRAFANA_DASHBOARDS_IN_CONTAINER = "/etc/grafana/dashboards"   # monitoring/grafana/provisioning/dashboards/bundle.yml
+
+DATA_KEYS = {"prometheus": dict, "grafana": dict, "jobs": dict}
+SECTION_KEYS = {
+    "prometheus": {"image": str, "port": int, "host_port": int, "scrape_interval": str,
+                   "evaluation_interval": str, "retention": str},
+    "grafana": {"image": str, "port": int, "host_port": int, "datasource_uid": str, "dashboard_uid": str},
+    "jobs": {"engine": dict, "gateway": dict},
+}
+JOB_KEYS = {"name": str, "metrics_path": str}
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        value = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise RenderError(f"{_shown(path)}: {err}") from None
+    if not isinstance(value, dict):
+        raise RenderError(f"{_shown(path)}: expected a mapping at the top level")
+    return value
+
+
+def _check_keys(where: str, value, expected: dict) -> None:
+    if not isinstance(value, dict):
+        raise RenderError(f"{where}: expected a mapping with {', '.join(expected)}")
+    for key, kind in expected.items():
+        if key not in value:
+            raise RenderError(f"{where}.{key} is missing")
+        if not isinstance(value[key], kind) or (kind is int and isinstance(value[key], bool)):
+            raise RenderError(f"{where}.{key}={value[key]!r}: expected {kind.__name__}")
+    unknown = set(value) - set(expected)
+    if unknown:
+        raise RenderError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(expected)}")
+
+
+def load_data(path: Path = DATA_FILE) -> dict:
+    """presets/monitoring.yaml, checked: every key present with its type, none unknown."""
+    data = _read_yaml(path)
+    _check_keys(_shown(path), data, DATA_KEYS)
+    for section, keys in SECTION_KEYS.items():
+        _check_keys(f"{_shown(path)}: {section}", data[section], keys)
+    for section in ("prometheus", "grafana"):
+        if ":" not in data[section]["image"].rsplit("/", 1)[-1]:
+            raise RenderError(f"{_shown(path)}: {section}.image={data[section]['image']!r}: expected an "
+                              "image pinned by tag, repository:tag")
+    for job in ("engine", "gateway"):
+        _check_keys(f"{_shown(path)}: jobs.{job}", data["jobs"][job], JOB_KEYS)
+    return data
+
+
+def load_queries(path: Path = QUERIES_FILE) -> dict:
+    """monitoring/queries.yaml: the dashboard's panels and the alert rules."""
+    queries = _read_yaml(path)
+    where = _shown(path)
+    panels = (queries.get("dashboard") or {}).get("panels")
+    if not panels:
+        raise RenderError(f"{where}: dashboard.panels is missing or empty")
+    for number, panel in enumerate(panels):
+        if not panel.get("title") or not panel.get("queries"):
+            raise RenderError(f"{where}: dashboard.panels[{number}] needs a title and queries")
+        for query in panel["queries"]:
+            if not isinstance(query, dict) or not query.get("expr") or "legend" not in query:
+                raise RenderError(f"{where}: dashboard.panels[{number}] ({panel['title']}): every query "
+                                  "needs expr and legend")
+    if queries["dashboard"].get("gateway_panels"):
+        raise RenderError(f"{where}: dashboard.gateway_panels: no gateway panel is tested yet; add them "
+                          "with a test that evaluates them against smg's exporter")
+    for number, alert in enumerate(queries.get("alerts") or ()):
+        missing = [key for key in ("name", "expr", "for", "severity", "summary", "description") if not alert.get(key)]
+        if missing:
+            raise RenderError(f"{where}: alerts[{number}] lacks {', '.join(missing)}")
+    return queries
+
+
+# ---- generated, checked-in files -----------------------------------------------------------
+
+def _generated_header(comment: str) -> str:
+    return (f"{comment} GENERATED FILE, do not edit: {GENERATE_COMMAND}\n"
+            f"{comment} From monitoring/queries.yaml and presets/monitoring.yaml by bundle/monitoring.py.\n")
+
+
+def dashboard(data: dict, queries: dict) -> dict:
+    """The Grafana dashboard: one time series panel per queries.yaml panel, two per row."""
+    spec = queries["dashboard"]
+    datasource = {"type": "prometheus", "uid": data["grafana"]["datasource_uid"]}
+    panels = []
+    for number, panel in enumerate(spec["panels"]):
+        panels.append({
+            "id": number + 1,
+            "type": "timeseries",
+            "title": panel["title"],
+            "description": panel.get("description", ""),
+            "datasource": datasource,
+            "gridPos": {"h": 8, "w": 12, "x": 12 * (number % 2), "y": 8 * (number // 2)},
+            "fieldConfig": {"defaults": {"unit": panel.get("unit", "none")}, "overrides": []},
+            "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                        "tooltip": {"mode": "multi", "sort": "none"}},
+            "targets": [{"refId": chr(ord("A") + index), "datasource": datasource, "expr": query["expr"],
+                         "legendFormat": query["legend"], "range": True}
+                        for index, query in enumerate(panel["queries"])],
+        })
+    return {
+        "__generated": f"GENERATED FILE, do not edit: {GENERATE_COMMAND} (from monitoring/queries.yaml)",
+        "uid": data["grafana"]["dashboard_uid"],
+        "title": spec["title"],
+        "tags": ["sglang", "llama-3.1-70b"],
+        "timezone": "browser",
+        "editable": False,
+        "schemaVersion": 39,
+        "version": 1,
+        "refresh": spec["refresh"],
+        "time": {"from": spec["time_from"], "to": "now"},
+        "panels": panels,
+    }
+
+
+def rules(queries: dict) -> dict:
+    return {"groups": [{"name": "sglang", "rules": [
+        {"alert": alert["name"], "expr": alert["expr"], "for": alert["for"],
+         "labels": {"severity": alert["severity"]},
+         "annotations": {"summary": alert["summary"], "description": alert["description"]}}
+        for alert in queries["alerts"]]}]}
+
+
+def datasource(data: dict) -> dict:
+    return {"apiVersion": 1, "datasources": [{
+        "name": "Prometheus", "uid": data["grafana"]["datasource_uid"], "type": "prometheus",
+        "access": "proxy", "url": f"http://prometheus:{data['prometheus']['port']}",
+        "isDefault": True, "editable": False}]}
+
+
+def _yaml_text(value: dict) -> str:
+    return yaml.safe_dump(value, sort_keys=False, width=100, allow_unicode=True)
+
+
+def generated_files(data: dict | None = None, queries: dict | None = None) -> dict[Path, str]:
+    """path -> the text a fresh generation writes there."""
+    data = data or load_data()
+    queries = queries or load_queries()
+    return {
+        DASHBOARD_FILE: json.dumps(dashboard(data, queries), indent=2) + "\n",
+        RULES_FILE: _generated_header("#") + _yaml_text(rules(queries)),
+        DATASOURCE_FILE: _generated_header("#") + _yaml_text(datasource(data)),
+    }
+
+
+def dashboard_expressions(dashboard_json: dict) -> list[str]:
+    return [target["expr"] for panel in dashboard_json["panels"] for target in panel["targets"]]
+
+
+def rule_expressions(rules_yaml: dict) -> list[str]:
+    return [rule["expr"] for group in rules_yaml["groups"] for rule in group["rules"]]
+
+
+# ---- per deployment ------------------------------------------------------------------------
+
+def scrape_config(data: dict, engine_targets: list[str], gateway_target: str | None, api_key: bool) -> dict:
+    """prometheus.yml: the engines through their guards (service:port on the deployment's network)
+    and the gateway's exporter when there is one. The key, when the deployment has one, is read
+    from the secret file by Prometheus, never written here."""
+    prometheus, jobs = data["prometheus"], data["jobs"]
+    engine = {"job_name": jobs["engine"]["name"], "metrics_path": jobs["engine"]["metrics_path"]}
+    if api_key:
+        # /metrics is exempt from the key (the guard checks as SGLang does); sending it anyway keeps
+        # the scrape working if the exemption ever goes, and costs nothing.
+        engine["authorization"] = {"type": "Bearer",
+                                   "credentials_file": f"{SECRETS_IN_CONTAINER}/{API_KEY_SECRET}"}
+    engine["static_configs"] = [{"targets": list(engine_targets)}]
+    config = {
+        "global": {"scrape_interval": prometheus["scrape_interval"],
+                   "evaluation_interval": prometheus["evaluation_interval"]},
+        "rule_files": [RULES_IN_CONTAINER],
+        "scrape_configs": [engine],
+    }
+    if gateway_target:
+        config["scrape_configs"].append({"job_name": jobs["gateway"]["name"],
+                                         "metrics_path": jobs["gateway"]["metrics_path"],
+                                         "static_configs": [{"targets": [gateway_target]}]})
+    return config
+
+
+def ensure_grafana_password(secrets_dir: Path) -> Path:
+    """secrets/grafana_admin_password: made once with a random password, mode 0600, and kept."""
+    path = secrets_dir / GRAFANA_PASSWORD_NAME
+    if path.is_file() and path.read_text().strip():
+        return path
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as file:
+        file.write(secrets.token_urlsafe(18) + "\n")
+    return path
+
+
+def _relative(path: Path, out_dir: Path) -> str:
+    """A path relative to the compose files' folder, always starting with . (else a volume name)."""
+    relative = os.path.relpath(path.resolve(), out_dir.resolve())
+    return relative if relative.startswith(".") else "./" + relative
+
+
+def render(data: dict, out_dir: Path, *, engine_services: list[str], engine_port: int,
+           gateway: dict | None, api_key: bool, secrets_dir: Path, command: str) -> dict[str, str]:
+    """file name -> text: monitoring.yml (compose) and prometheus.yml (scrape configuration).
+
+    engine_services: the compose services of the engines (render.engine_services' names);
+    engine_port: the guard's port inside them; gateway: presets/gateway.yaml's data when the
+    deployment has SGLang's gateway (REPLICAS= > 1), else None; api_key: whether the main file
+    defines the api_key secret (API_KEY_FILE=)."""
+    gateway_target = f"gateway:{gateway['metrics_port']}" if gateway else None
+    targets = [f"{service}:{engine_port}" for service in engine_services]
+    scrape = scrape_config(data, targets, gateway_target, api_key)
+    view = {
+        "command": command,
+        "prometheus": data["prometheus"],
+        "grafana": data["grafana"],
+        "api_key_secret": API_KEY_SECRET if api_key else None,
+        "grafana_password_secret": GRAFANA_PASSWORD_NAME,
+        "grafana_password_file": _relative(secrets_dir / GRAFANA_PASSWORD_NAME, out_dir),
+        "scrape_config": "./" + SCRAPE_CONFIG_NAME,
+        "scrape_config_in_container": PROMETHEUS_CONFIG_IN_CONTAINER,
+        "rules": _relative(RULES_FILE, out_dir),
+        "rules_in_container": RULES_IN_CONTAINER,
+        "provisioning": _relative(PROVISIONING_DIR, out_dir),
+        "dashboards": _relative(DASHBOARDS_DIR, out_dir),
+        "dashboards_in_container": GRAFANA_DASHBOARDS_IN_CONTAINER,
+        "home_dashboard": f"{GRAFANA_DASHBOARDS_IN_CONTAINER}/{DASHBOARD_FILE.name}",
+        "targets": targets,
+        "gateway_target": gateway_target,
+    }
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    compose_text = env.get_template(TEMPLATE).render(**view)
+    scrape_text = (f"# GENERATED FILE, do not edit: {command}\n"
+                   f"# Prometheus's scrape configuration for this deployment, by bundle/monitoring.py.\n"
+                   + _yaml_text(scrape))
+    return {COMPOSE_NAME: compose_text, SCRAPE_CONFIG_NAME: scrape_text}
+
+
+def write(compose_file: Path, **kwargs) -> Path:
+    """Render next to the deployment's compose file; returns monitoring.yml's path. Makes the
+    Grafana admin password file when it is missing (kwargs: those of `render`, less out_dir)."""
+    out_dir = compose_file.resolve().parent
+    ensure_grafana_password(kwargs["secrets_dir"])
+    texts = render(load_data(), out_dir, **kwargs)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, text in texts.items():
+        (out_dir / name).write_text(text)
+    return out_dir / COMPOSE_NAME
+
+
+def urls(data: dict | None = None) -> dict[str, str]:
+    """Where the operator finds Prometheus and Grafana on this host (the compose-time defaults)."""
+    data = data or load_data()
+    return {"prometheus": f"http://127.0.0.1:{data['prometheus']['host_port']}",
+            "grafana": f"http://127.0.0.1:{data['grafana']['host_port']}"}
+
+
+# ---- command line --------------------------------------------------------------------------
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bundle.monitoring", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("generate", "check", "expressions"))
+    args = parser.parse_args(argv)
+    try:
+        files = generated_files()
+    except RenderError as err:
+        print(f"monitoring: {err}", file=sys.stderr)
+        return 1
+    if args.command == "generate":
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            print(f"wrote {_shown(path)}")
+    elif args.command == "check":
+        stale = [_shown(path) for path, text in files.items() if not path.is_file() or path.read_text() != text]
+        if stale:
+            print(f"monitoring: out of date, run `{GENERATE_COMMAND}`: {', '.join(stale)}", file=sys.stderr)
+            return 1
+    else:
+        for expr in dashboard_expressions(json.loads(files[DASHBOARD_FILE])):
+            print(expr)
+        for expr in rule_expressions(yaml.safe_load(files[RULES_FILE])):
+            print(expr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
