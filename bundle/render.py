@@ -88,6 +88,7 @@ class Deployment:
     plan: memory.MemoryPlan
     engine_argv: list
     replicas: int = 1         # engines behind SGLang's gateway (REPLICAS=); 1: no gateway
+    nodes: int = 1            # hosts one engine spans (--nnodes; an inventory of shape one-engine)
 
     @property
     def gpus_per_replica(self) -> int:
@@ -124,9 +125,10 @@ def per_replica_gpus(count: int, replicas: int, hardware: str) -> int:
     return count // replicas
 
 
-def resolve(data: dict, hardware: str, preset: str, replicas: int = 1) -> Deployment:
+def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: int = 1) -> Deployment:
     """The pair's engine, checked as the container checks it; with replicas > 1, one of the
-    `replicas` engines, each on count/replicas GPUs ('gpus' in the preset means those)."""
+    `replicas` engines, each on count/replicas GPUs ('gpus' in the preset means those); with
+    nodes > 1, one engine on the GPUs of `nodes` hosts of this profile ('gpus': all of them)."""
     profiles, presets = data["hardware"]["hardware"], data["presets"]["presets"]
     if hardware not in profiles:
         raise RenderError(f"unknown HARDWARE={hardware!r}; profiles: {', '.join(profiles)}")
@@ -138,6 +140,10 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1) -> Deploy
     reference = base_image(data, gpu["image"])
     count = int(profile["count"])
     per_replica = per_replica_gpus(count, replicas, hardware)
+    if nodes < 1 or (nodes > 1 and replicas > 1):
+        raise RenderError(f"nodes={nodes}, REPLICAS={replicas}: one engine spans several nodes, or one host runs "
+                          "several engines, not both")
+    engine_gpus = per_replica * nodes
     override = (spec.get("hardware") or {}).get(hardware) or {}
     if override.get("unsupported"):
         raise RenderError(f"{preset} on {hardware}: {override['unsupported']}")
@@ -148,7 +154,9 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1) -> Deploy
             flags.pop(name, None)
         else:
             flags[name] = value
-    flags = {name: _gpu_count_expr(value, per_replica, f"{preset}.flags.{name}") for name, value in flags.items()}
+    flags = {name: _gpu_count_expr(value, engine_gpus, f"{preset}.flags.{name}") for name, value in flags.items()}
+    if nodes > 1:
+        flags["nnodes"] = nodes     # node-rank and dist-init-addr differ per node: render_nodes adds them
 
     engine_env = {}
     for name, value in flags.items():
@@ -162,8 +170,9 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1) -> Deploy
 
     values = config.values
     world = int(values.get("tp_size") or 1) * int(values.get("pp_size") or 1) * int(values.get("dp_size") or 1)
-    if world != per_replica:
-        shape = f"each of {replicas} replicas has {per_replica}" if replicas > 1 else f"the profile has {count}"
+    if world != engine_gpus:
+        shape = (f"each of {replicas} replicas has {per_replica}" if replicas > 1 else
+                 f"{nodes} nodes of {count} have {engine_gpus}" if nodes > 1 else f"the profile has {count}")
         raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, {shape}")
     model = values["model_path"]
     shape = memory.KNOWN_MODELS.get(model)
@@ -184,7 +193,7 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1) -> Deploy
         image_tag=f"{container['image_name']}:sglang-{data['hardware']['sglang_version']}-{gpu['image']}",
         flags=flags, engine_env=engine_env, extra_env=dict(spec.get("env") or {}),
         rationale_lines=_wrap(" ".join(rationale)), plan=plan,
-        engine_argv=config.engine_argv(BundleSettings.from_environ(engine_env)), replicas=replicas)
+        engine_argv=config.engine_argv(BundleSettings.from_environ(engine_env)), replicas=replicas, nodes=nodes)
 
 
 def base_image(data: dict, lane: str) -> str:
@@ -242,13 +251,27 @@ SINGLE_ENGINE_SERVICE = "engine"    # the compose service of a one-engine deploy
 
 
 def engine_services(deployment: Deployment, gpus: list[str]) -> list[dict]:
-    """The engine services: "engine", or engine-1..N on disjoint GPU sets (GPUS= order, else 0..count-1)."""
+    """The engine services: "engine", or engine-1..N on disjoint GPU sets (GPUS= order, else 0..count-1).
+    Each: name, gpu_ids, publish (a port mapping, or None: the gateway reaches it in-network),
+    env (per-service engine variables), network_mode (None, or "host" for engines across nodes)."""
     if deployment.replicas == 1:
-        return [{"name": SINGLE_ENGINE_SERVICE, "gpu_ids": gpus or None}]
+        return [engine_service(SINGLE_ENGINE_SERVICE, gpus or None)]
     ids = gpus or [str(index) for index in range(deployment.count)]
     size = deployment.gpus_per_replica
-    return [{"name": f"{SINGLE_ENGINE_SERVICE}-{number + 1}", "gpu_ids": ids[number * size:(number + 1) * size]}
+    return [engine_service(f"{SINGLE_ENGINE_SERVICE}-{number + 1}", ids[number * size:(number + 1) * size])
             for number in range(deployment.replicas)]
+
+
+def engine_service(name: str, gpu_ids, publish: str | None = None, env: dict | None = None,
+                   network_mode: str | None = None) -> dict:
+    return {"name": name, "gpu_ids": gpu_ids, "publish": publish, "env": env or {}, "network_mode": network_mode}
+
+
+@dataclasses.dataclass
+class Layout:
+    """What one compose file runs, when it is not the plain REPLICAS= file (inventories: bundle/inventory.py)."""
+    engines: list             # engine_service() dicts; may be empty (a gateway-only host)
+    worker_urls: list | None  # the gateway's engines; None: no gateway in this file
 
 
 def gateway_command(data: dict, worker_urls: list[str]) -> list[str]:
@@ -277,7 +300,8 @@ def gateway_view(data: dict, worker_urls: list[str], secrets: list[dict]) -> dic
                         if s["name"] in gateway_env]}
 
 
-def render(data: dict, deployment: Deployment, params: Params, out: Path, command: str) -> str:
+def render(data: dict, deployment: Deployment, params: Params, out: Path, command: str,
+           layout: Layout | None = None) -> str:
     container = data["container"]
     port = options.BY_VARIABLE["PORT"].read(str(params.port or container["default_port"]))
     bind_host, loopback = parse_bind_address(params.bind_address or container["default_bind_address"])
@@ -311,10 +335,18 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         "env_file": from_out(params.env_file) if params.env_file else None,
         "base_image": options.BY_VARIABLE["BASE_IMAGE"].read(params.base_image) or deployment.base_image,
     }
-    engines = engine_services(deployment, params.gpus)
-    gateway = None
-    if deployment.replicas > 1:
-        gateway = gateway_view(data, [f"http://{e['name']}:{view['container_port']}" for e in engines], secrets)
+    if layout is None:
+        engines = engine_services(deployment, params.gpus)
+        worker_urls = None
+        if deployment.replicas > 1:
+            worker_urls = [f"http://{e['name']}:{view['container_port']}" for e in engines]
+        else:
+            engines[0]["publish"] = f"{bind_host}:{port}:{view['container_port']}"
+        layout = Layout(engines, worker_urls)
+    engines = layout.engines
+    gateway = gateway_view(data, layout.worker_urls, secrets) if layout.worker_urls else None
+    if not engines:   # a gateway-only file declares only the gateway's secrets
+        view["secrets"] = [s for s in secrets if s["name"] in {g["name"] for g in gateway["secrets"]}]
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     return env.get_template(TEMPLATE).render(deployment=deployment, params=view, container=container, command=command,

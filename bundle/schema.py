@@ -183,7 +183,95 @@ class GatewayFile:
     worker_startup_timeout_secs: int = key("how long smg waits for a starting engine", check=_positive)
 
 
-FILES = {"hardware": HardwareFile, "presets": PresetsFile, "container": ContainerFile, "gateway": GatewayFile}
+# ---- presets/kubernetes.yaml ---------------------------------------------------------------
+
+def _k8s_quantity(value: str) -> str | None:
+    return None if re.fullmatch(r"[0-9]+(Ki|Mi|Gi|Ti)", value) else f"{value!r}: expected a size such as 400Gi"
+
+
+def _k8s_name(value: str) -> str | None:
+    return None if re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?", value) else \
+        f"{value!r}: expected a DNS label (lower case letters, digits and -, at most 42 characters)"
+
+
+def _vendors(value: dict) -> str | None:
+    missing = {"nvidia", "amd"} - set(value)
+    return f"missing {', '.join(sorted(missing))}: one resource name per image vendor" if missing else None
+
+
+@record
+class ModelCache:
+    size: str = key("the PersistentVolumeClaim's request", check=_k8s_quantity)
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"] = key(
+        "ReadWriteMany: every engine pod, on any node, mounts it")
+    storage_class: Optional[str] = key("StorageClass name, or null for the cluster's default")
+
+
+@record
+class Probe:
+    period_seconds: int = key("seconds between probes", check=_positive)
+    timeout_seconds: int = key("seconds one probe may take", check=_positive)
+    failure_threshold: int = key("failed probes in a row before it counts", check=_positive)
+
+
+@record
+class KubernetesFile:
+    name: str = key("object name prefix and app.kubernetes.io/name", check=_k8s_name)
+    secret_name: str = key("the Secret the operator creates (keys hf_token, api_key)", check=_k8s_name)
+    image_registry: str = key("prefix of the image names (registry/path), empty for the local names")
+    model_cache: ModelCache = key("the Hugging Face cache volume")
+    shm_size: str = key("/dev/shm's memory-backed emptyDir size", check=_k8s_quantity)
+    startup_period_seconds: int = key("the engine's startup probe period", check=_positive)
+    readiness: Probe = key("the engine's readiness probe on /ready")
+    gateway_liveness: Probe = key("the gateway's liveness probe on /liveness")
+    dist_init_port: int = key("torch.distributed's rendezvous port on the leader pod (NODES=)", check=_port)
+    multi_node_env: dict[str, str] = key("environment of every pod of a multi-node engine")
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = key("the gateway Service's type")
+    gpu_resources: dict[str, str] = key("the device plugins' resource names, per image vendor", check=_vendors)
+
+
+# ---- inventories (INVENTORY=, bundle/inventory.py): hosts for engines beyond one machine -----
+
+@record
+class InventoryHost:
+    address: str = key("the host's private address: engines publish on it, the gateway/peers reach it")
+    replicas: int = key("engines on this host (shape: replicas), each on GPUs/replicas", check=_positive,
+                        optional=True)
+
+
+@record
+class InventoryGateway:
+    host: str = key("the inventory host (or another address) where the gateway runs")
+    port: int = key("the gateway's port for clients", check=_port)
+    bind_address: str = key("host address the gateway publishes on", optional=True)
+
+
+@record
+class InventoryNodes:
+    dist_init_port: int = key("rank 0's port for torch.distributed's rendezvous (--dist-init-addr)", check=_port)
+    interface: str = key("network interface NCCL and Gloo use between the nodes (NCCL_SOCKET_IFNAME)")
+    model_cache: Literal["per-node", "shared"] = key(
+        "per-node: each node downloads into its own cache; shared: one network filesystem path")
+
+
+@record
+class InventoryFile:
+    shape: Literal["replicas", "one-engine"] = key(
+        "replicas: each host runs its own engines behind one gateway; one-engine: one engine spans the hosts")
+    hardware: str = key("every host's hardware profile", ref="hardware profile")
+    preset: str = key("optimization preset")
+    api_key_file: str = key("file holding the API key: required, engines listen on the network")
+    admin_api_key_file: str = key("file holding the admin key", optional=True)
+    secrets_dir: str = key("folder holding hf_token on every host (default: secrets)", optional=True)
+    engine_port: int = key("the engines' first port on each host (the next engines take the next ports)",
+                           check=_port)
+    hosts: dict[str, InventoryHost] = key("hosts by name, in rank order for one-engine", check=_not_empty)
+    gateway: InventoryGateway = key("where the gateway runs (shape: replicas)", optional=True)
+    nodes: InventoryNodes = key("how the nodes of one engine meet (shape: one-engine)", optional=True)
+
+
+FILES = {"hardware": HardwareFile, "presets": PresetsFile, "container": ContainerFile, "gateway": GatewayFile,
+         "kubernetes": KubernetesFile}
 PLURALS = {"hardware profile": "hardware profiles", "GPU": "GPUs", "image lane": "image lanes",
            "SGLang flag": "SGLang flags"}
 
@@ -216,6 +304,13 @@ def validate(data: dict, files: dict | None = None, flag_names=None) -> dict:
     if problems:
         raise SchemaError("\n".join(problems))
     return data
+
+
+def check_record(value, record, where: str, refs: dict) -> None:
+    """One file against one record class (an inventory, ...): SchemaError listing every problem."""
+    problems = [f"{where}: {path + ': ' if path else ''}{message}" for path, message in _check(value, record, "", refs)]
+    if problems:
+        raise SchemaError("\n".join(problems))
 
 
 def _join(path: str, name) -> str:

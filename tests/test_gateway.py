@@ -101,8 +101,8 @@ def test_every_replica_shape_passes_compose_and_smg_parses_its_gateway_command(h
 def test_gpus_order_is_kept_when_splitting_into_replicas():
     deployment = render.resolve(DATA, "h100x8", "basic", 2)
     engines = render.engine_services(deployment, ["7", "6", "5", "4", "3", "2", "1", "0"])
-    assert engines == [{"name": "engine-1", "gpu_ids": ["7", "6", "5", "4"]},
-                       {"name": "engine-2", "gpu_ids": ["3", "2", "1", "0"]}]
+    assert [(e["name"], e["gpu_ids"], e["publish"]) for e in engines] == [
+        ("engine-1", ["7", "6", "5", "4"], None), ("engine-2", ["3", "2", "1", "0"], None)]
 
 
 def test_one_replica_renders_the_single_engine_file_with_no_gateway(tmp_path):
