@@ -27,6 +27,15 @@ presets: | $(PY) ## print every renderable "HARDWARE PRESET" pair
 render: | $(PY) ## write one compose file: HARDWARE= [PRESET=] OUT= [GPUS= PORT= ...: make options]
 	@$(PY) -m bundle.render render
 
+# Kubernetes (docs/kubernetes.md): the plain manifests of one pair, what `kubectl apply -f OUT` takes;
+# the Kustomize base and overlays in k8s/ are `make k8s-tree`'s.
+.PHONY: k8s k8s-tree
+k8s: | $(PY) ## write one pair's Kubernetes manifests into a folder: HARDWARE= [PRESET= REPLICAS= NODES=] OUT=dir
+	@$(PY) -m bundle.k8s render
+
+k8s-tree: | $(PY) ## regenerate the Kustomize base and per-pair overlays in k8s/
+	@$(PY) -m bundle.k8s tree >/dev/null
+
 deploy: | $(PY) ## render, validate, start and wait until ready: [HARDWARE=] [PRESET= GPUS= PORT= ...]
 	@$(PY) -m bundle.deploy
 
