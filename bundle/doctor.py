@@ -302,9 +302,11 @@ def checkpoint_bytes(repo: str, environ) -> int | None:
 
 
 def cached_bytes(hub: Path, repo: str) -> int:
-    """What the cache already holds of the repository (complete and partial blobs)."""
-    blobs = hub / ("models--" + repo.replace("/", "--")) / "blobs"
-    return sum(path.stat().st_size for path in blobs.glob("*") if path.is_file()) if blobs.is_dir() else 0
+    """What the cache already holds of the repository: its finished blobs (partial files are not
+    resumed by huggingface_hub, bundle/download.py)."""
+    blobs = download.repo_folder(hub, repo) / "blobs"
+    return sum(path.stat().st_size for path in blobs.glob("*")
+               if path.is_file() and path.suffix != ".incomplete")
 
 
 def existing_parent(path: Path) -> Path:

@@ -7,14 +7,18 @@ HF_HUB_OFFLINE=1 (air-gapped: download on one machine, copy the cache folder, se
 The model names come from the preset data as the renderer resolves them (presets/presets.yaml,
 per hardware profile: FP8 checkpoints on some); the cache folder is the one the compose file mounts
 (HF_CACHE, else presets/container.yaml's hf_cache_default), the token the one it hands the engine
-(SECRETS_DIR/hf_token). huggingface_hub does the transfer: resumable (an interrupted run leaves
-*.incomplete blobs that the next run continues with HTTP Range requests), with progress bars.
+(SECRETS_DIR/hf_token). huggingface_hub does the transfer, with its progress bars. Resuming, as
+huggingface_hub 1.33 does it: a connection lost in the middle of a file is resumed within the run
+(HTTP Range); a run that is stopped keeps every file it finished (the 70B's 30 shards are ~4.7 GB
+each) and the next run fetches only the others, the interrupted file from its start. The partial
+file a stopped run leaves behind (blobs/*.incomplete, never reused) is removed by the next run.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from bundle import options, render
@@ -37,6 +41,11 @@ HF_CACHE = options.Option(
 ALLOW_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "config*.json",
                   "generation_config.json", "tokenizer*", "special_tokens_map.json", "chat_template*")
 IGNORE_PATTERNS = ("original/*.pth", "original/tokenizer.model")
+
+
+# A live download writes its partial file every 10 MiB (huggingface_hub's DOWNLOAD_CHUNK_SIZE);
+# one untouched this long belongs to a run that was stopped.
+STALE_PARTIAL_S = 600
 
 
 class DownloadError(Exception):
@@ -77,6 +86,26 @@ def read_token(path: Path) -> str | None:
         raise DownloadError(f"{path} is empty: put your Hugging Face token there "
                             f"(`install -D -m 600 /dev/stdin {path} <<< hf_...`)")
     return token
+
+
+def repo_folder(cache: Path, repo: str) -> Path:
+    return cache / ("models--" + repo.replace("/", "--"))
+
+
+def remove_stale_partials(cache: Path, repo: str, now: float | None = None) -> int:
+    """Delete the partial files of stopped runs (huggingface_hub 1.33 names them per process and
+    never resumes them); the bytes freed."""
+    now = time.time() if now is None else now
+    freed = 0
+    for path in (repo_folder(cache, repo) / "blobs").glob("*.incomplete"):
+        try:
+            stat = path.stat()
+            if now - stat.st_mtime > STALE_PARTIAL_S:
+                path.unlink()
+                freed += stat.st_size
+        except FileNotFoundError:
+            continue
+    return freed
 
 
 def fetch(repo: str, cache: Path, token: str | None) -> str:
@@ -123,6 +152,9 @@ def main(argv=None) -> int:
               flush=True)
         for repo in checkpoints(deployment):
             print(f"==> {repo}", flush=True)
+            freed = remove_stale_partials(cache, repo)
+            if freed:
+                print(f"    removed {freed / 1e6:,.0f} MB of partial files left by a stopped run", flush=True)
             folder = fetch(repo, cache, token)
             print(f"    {folder}", flush=True)
     except (RenderError, DownloadError) as err:
