@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help options presets render deploy down logs status bench eval test test-gpu provision compose-file readme catalogue routes generate
+.PHONY: help options presets render hosts deploy down logs status bench bench-compare bench-settings eval test test-gpu provision compose-file readme catalogue routes generate
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -36,6 +36,9 @@ k8s: | $(PY) ## write one pair's Kubernetes manifests into a folder: HARDWARE= [
 k8s-tree: | $(PY) ## regenerate the Kustomize base and per-pair overlays in k8s/
 	@$(PY) -m bundle.k8s tree >/dev/null
 
+hosts: | $(PY) ## compose files for engines on several hosts: INVENTORY=inventory.yml OUT=deploy/hosts
+	@$(PY) -m bundle.inventory
+
 deploy: | $(PY) ## render, validate, start and wait until ready: [HARDWARE=] [PRESET= GPUS= PORT= ...]
 	@$(PY) -m bundle.deploy
 
@@ -52,20 +55,22 @@ logs: | $(PY) ## follow the logs of every service (the engine; the engines and t
 status: | $(PY) ## container state and health of the deployment on PORT
 	@$(PY) -m bundle.deploy status
 
-# bench/eval run SGLang's own tools inside the engine container, through the guard on the
-# container's loopback: the engine itself answers only its per-start key, and this measures what
-# clients get. The deployment's API key, if any, is read there from its secret file.
-BENCH_ARGS ?= --backend sglang --num-prompts 100
-EVAL_ARGS ?= --num-questions 200
-IN_ENGINE = $(COMPOSE) exec -T engine sh -c
-AS_CLIENT = cd /tmp && GUARD_PORT=$${ENGINE_PORT:-$${PORT:-8000}} && \
-  if [ -n "$${ENGINE_API_KEY_FILE:-}" ]; then OPENAI_API_KEY=$$(cat "$$ENGINE_API_KEY_FILE"); export OPENAI_API_KEY; fi
+# bench/eval run SGLang's own tools (sglang.bench_serving, sglang.test.few_shot_gsm8k) against the
+# deployment on PORT=, through its guard with its API key: inside the engine container (the image
+# has them), or on this host with BENCH_CLIENT=/EVAL_CLIENT=. Results land in results/<time>-<hardware>-<preset>/
+# with a side-by-side table against the seed's figures. Their variables (BENCH_*, EVAL_*, RESULTS_DIR)
+# are declared in bundle/bench.py and bundle/evaluate.py: `make bench-settings` lists them.
+bench: | $(PY) ## the seed's speed run vs its table: [BENCH_DATASET=random-ids BENCH_CONCURRENCY=1,8,32 ...]
+	@$(PY) -m bundle.bench run
 
-bench: | $(PY) ## the seed's speed benchmark (sglang.bench_serving) against the deployment on PORT
-	@$(IN_ENGINE) '$(AS_CLIENT) && python3 -m sglang.bench_serving --host 127.0.0.1 --port $$GUARD_PORT $(BENCH_ARGS)'
+bench-compare: | $(PY) ## results side by side: RESULTS="results/a results/b" [CHART=chart.png]
+	@$(PY) -m bundle.bench compare $(RESULTS) $(if $(CHART),--chart $(CHART))
 
-eval: | $(PY) ## the seed's accuracy run (GSM8K, 200 questions) against the deployment on PORT
-	@$(IN_ENGINE) '$(AS_CLIENT) && python3 - --port $$GUARD_PORT $(EVAL_ARGS)' < tools/few_shot_gsm8k_with_key.py
+bench-settings: | $(PY) ## the BENCH_*/EVAL_* variables of make bench and make eval
+	@$(PY) -m bundle.bench settings && $(PY) -m bundle.evaluate settings
+
+eval: | $(PY) ## GSM8K 200 questions 5-shot vs the seed's 0.935 and SGLang's threshold: [EVAL_DATA=test.jsonl]
+	@$(PY) -m bundle.evaluate run
 
 compose-file: | $(PY) ## regenerate the top-level docker-compose.yml (h100x4, basic)
 	$(PY) -m bundle.render compose-file

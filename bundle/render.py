@@ -294,6 +294,7 @@ def gateway_view(data: dict, worker_urls: list[str], secrets: list[dict]) -> dic
     return {**gateway,
             "image_tag": f"{gateway['image_name']}:smg-{gateway['smg_version']}",
             "command": gateway_command(data, worker_urls),
+            "worker_count": len(worker_urls),
             "healthcheck": ["CMD", "python3", "-m", "launcher.gateway", "--healthcheck", "--port", port],
             "healthcheck_interval": f"{gateway['health_check_interval_secs']}s",
             "secrets": [{"name": s["name"], "env": gateway_env[s["name"]]} for s in secrets

@@ -1,0 +1,146 @@
+"""Engines beyond one machine: compose files per host, rendered from an inventory file.
+
+    make hosts INVENTORY=inventory.yml OUT=deploy/hosts
+    python -m bundle.inventory INVENTORY OUT_DIR
+
+shape: replicas    each host runs its own engines (REPLICAS per host), published on the host's
+                   private address and guarded by the API key; OUT_DIR/gateway/ runs SGLang's
+                   gateway in front of all of them. More throughput, any number of hosts.
+shape: one-engine  one engine spans the hosts (SGLang's --nnodes/--node-rank/--dist-init-addr),
+                   host networking for NCCL; the API is served by rank 0 only. For what one host
+                   cannot hold.
+
+Every file comes from the same presets and the same checks as `make render`; an inventory that
+cannot work is refused with the arithmetic before anything is written. inventory.example.yml is
+a commented example; docs/scale-out.md has the ports and the firewall rules.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from bundle import render, schema
+from bundle.errors import RenderError
+from launcher import sglang_flags
+from launcher.command import DEFAULT_FLAGS, build_config
+from launcher.settings import ConfigError
+
+GATEWAY_FOLDER = "gateway"
+
+
+def load(path: Path, data: dict) -> dict:
+    try:
+        inventory = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise RenderError(f"INVENTORY={path}: {err}") from None
+    refs = schema.references(data)
+    schema.check_record(inventory, schema.InventoryFile, f"INVENTORY={path}", refs)
+    if inventory["preset"] not in data["presets"]["presets"]:
+        raise RenderError(f"INVENTORY={path}: preset {inventory['preset']!r} is not one of "
+                          f"{', '.join(data['presets']['presets'])}")
+    needed = {"replicas": "gateway", "one-engine": "nodes"}[inventory["shape"]]
+    if not inventory.get(needed):
+        raise RenderError(f"INVENTORY={path}: shape {inventory['shape']} needs a `{needed}:` section")
+    if GATEWAY_FOLDER in inventory["hosts"]:
+        raise RenderError(f"INVENTORY={path}: a host may not be called {GATEWAY_FOLDER!r} (the gateway's folder)")
+    return inventory
+
+
+def params_for(inventory: dict, port: int, bind_address: str | None = None) -> render.Params:
+    return render.Params(port=port, bind_address=bind_address, api_key_file=inventory["api_key_file"],
+                         admin_api_key_file=inventory.get("admin_api_key_file"),
+                         secrets_dir=inventory.get("secrets_dir"))
+
+
+def replica_files(data: dict, inventory: dict, out_dir: Path, command: str) -> dict[Path, str]:
+    """Per host: its engines on ports engine_port, engine_port+1, ... of its address. Then the gateway."""
+    files, worker_urls = {}, []
+    container_port = DEFAULT_FLAGS["--port"]
+    for name, host in inventory["hosts"].items():
+        deployment = render.resolve(data, inventory["hardware"], inventory["preset"], host.get("replicas") or 1)
+        engines = render.engine_services(deployment, [])
+        for number, engine in enumerate(engines):
+            port = inventory["engine_port"] + number
+            engine["publish"] = f"{bracketed(host['address'])}:{port}:{container_port}"
+            worker_urls.append(f"http://{bracketed(host['address'])}:{port}")
+        out = out_dir / name / "docker-compose.yml"
+        files[out] = render.render(data, deployment, params_for(inventory, inventory["engine_port"]), out, command,
+                                   render.Layout(engines, None))
+    gateway = inventory["gateway"]
+    out = out_dir / GATEWAY_FOLDER / "docker-compose.yml"
+    deployment = render.resolve(data, inventory["hardware"], inventory["preset"])
+    params = params_for(inventory, gateway["port"], gateway.get("bind_address") or "0.0.0.0")
+    files[out] = render.render(data, deployment, params, out, command, render.Layout([], worker_urls))
+    return files
+
+
+def node_files(data: dict, inventory: dict, out_dir: Path, command: str) -> dict[Path, str]:
+    """Per node, in inventory order (rank 0 first): the same engine with its rank."""
+    hosts = list(inventory["hosts"].items())
+    nodes = inventory["nodes"]
+    deployment = render.resolve(data, inventory["hardware"], inventory["preset"], nodes=len(hosts))
+    leader = f"{bracketed(hosts[0][1]['address'])}:{nodes['dist_init_port']}"
+    files = {}
+    for rank, (name, host) in enumerate(hosts):
+        env = {env_name("--node-rank"): str(rank), env_name("--dist-init-addr"): leader,
+               env_name("--host"): host["address"],        # the guard listens on the private address only
+               "NCCL_SOCKET_IFNAME": nodes["interface"], "GLOO_SOCKET_IFNAME": nodes["interface"]}
+        check_node(deployment, env, name)
+        engine = render.engine_service(render.SINGLE_ENGINE_SERVICE, None, env=env, network_mode="host")
+        out = out_dir / name / "docker-compose.yml"
+        files[out] = render.render(data, deployment, params_for(inventory, inventory["engine_port"]), out, command,
+                                   render.Layout([engine], None))
+    return files
+
+
+def env_name(option: str) -> str:
+    return sglang_flags.env_name_for_option(option)
+
+
+def check_node(deployment: render.Deployment, env: dict, host: str) -> None:
+    """The node's whole environment, as its container will check it."""
+    try:
+        build_config({**deployment.engine_env, **env}, [], render._catalogue())
+    except ConfigError as err:
+        raise RenderError(f"host {host}: {err}") from None
+
+
+def bracketed(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+def write(inventory_path: Path, out_dir: Path) -> list[Path]:
+    data = render.load_data()
+    inventory = load(inventory_path, data)
+    command = f"make hosts INVENTORY={inventory_path} OUT={out_dir}"
+    build = replica_files if inventory["shape"] == "replicas" else node_files
+    files = build(data, inventory, out_dir, command)      # everything checked before anything is written
+    for path, text in files.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return list(files)
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    inventory = argv[0] if argv else os.environ.get("INVENTORY")
+    out = argv[1] if len(argv) > 1 else os.environ.get("OUT")
+    if not inventory or not out:
+        print("hosts: needs INVENTORY= (an inventory file, see inventory.example.yml) and OUT= (a folder)",
+              file=sys.stderr)
+        return 2
+    try:
+        written = write(Path(inventory), Path(out))
+    except RenderError as err:
+        print(f"hosts: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}: copy its folder to {path.parent.name} and run `docker compose up -d` there")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
