@@ -1,0 +1,226 @@
+"""Monitoring end to end: a real Prometheus (Debian bookworm's package, in the local image that
+.ci/provision-monitoring.sh builds) scrapes a stand-in deployment through the bundle's guard,
+with the rendered monitoring.yml beside the rendered deployment, as `make deploy MONITORING=1`
+combines them. Every expression of the generated dashboard and alert rules is evaluated through
+Prometheus's HTTP API and must return data. The numbers are the stand-in's (labelled
+standin="cpu-stand-in" on every series), not an engine's.
+
+Grafana's image is used on GPU hosts only; here its service is left out (a profile that is never
+enabled) and its dashboard is checked as the file Grafana would load.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+import yaml
+
+from bundle import monitoring
+from stack import CANARY_API_KEY, READY_TIMEOUT, STANDIN, Stack, free_port, run, wait_for
+
+pytestmark = pytest.mark.skipif(not STANDIN, reason="GPU mode: monitoring is checked against the stand-in here")
+
+PROMETHEUS_TEST_IMAGE = "bundle-prometheus:bookworm"   # .ci/provision-monitoring.sh
+MAX_RUNNING = 2          # ENGINE_MAX_RUNNING_REQUESTS: the stand-in reports the rest as queued
+CLIENTS = 5              # concurrent streaming clients: 2 running, 3 waiting
+TOKEN_DELAY_MS = 20      # the stand-in's spacing of output tokens
+OUTPUT_TOKENS = 60       # per request: about 1.2 s
+# The latency preset's EAGLE3 shape (presets/presets.yaml): 4 draft tokens per verify step, so
+# 3 drafts per round; the stand-in accepts half of them: 1 + 0.5 * 3 tokens per step.
+EXPECTED_ACCEPT_RATE = 0.5
+EXPECTED_ACCEPT_LENGTH = 1 + 0.5 * (4 - 1)
+DATA_TIMEOUT = 150       # the [1m] rates need two scrapes, the [5m:] subquery two evaluations
+
+
+class Monitored:
+    def __init__(self, stack: Stack, workdir):
+        self.stack = stack
+        self.prometheus_port = free_port()
+        self.monitoring_file = monitoring.write(
+            stack.compose_file, engine_services=["engine"], engine_port=8000, gateway=None, api_key=True,
+            secrets_dir=workdir / "secrets", command="tests/e2e/test_e2e_monitoring.py")
+        self.override_file = workdir / "monitoring-override.yml"
+        self.override_file.write_text(yaml.safe_dump({"services": {
+            "prometheus": {"image": PROMETHEUS_TEST_IMAGE, "pull_policy": "never"},
+            # Grafana's image is pulled on GPU hosts only; a profile nobody enables leaves it out.
+            "grafana": {"profiles": ["gpu-host-only"]},
+        }}))
+        self.base = f"http://127.0.0.1:{self.prometheus_port}"
+
+    def compose(self, *args, check=True, timeout=600):
+        files = [self.stack.compose_file, self.stack.override_file, self.monitoring_file, self.override_file]
+        argv = ["docker", "compose", "-p", self.stack.project]
+        for path in files:
+            argv += ["-f", str(path)]
+        env = {**os.environ, "PROMETHEUS_PORT": str(self.prometheus_port)}
+        return run(*argv, *args, check=check, timeout=timeout, env=env)
+
+    def query(self, expr: str) -> dict:
+        answer = requests.get(f"{self.base}/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert answer["status"] == "success", f"{expr!r}: {answer}"
+        return answer["data"]
+
+    def values(self, expr: str) -> list[float]:
+        return [float(sample["value"][1]) for sample in self.query(expr)["result"]]
+
+    def api(self, path: str) -> dict:
+        return requests.get(f"{self.base}/api/v1/{path}", timeout=10).json()["data"]
+
+    def container(self, service: str) -> str:
+        return self.compose("ps", "-aq", service).stdout.strip()
+
+
+class Load:
+    """CLIENTS streaming chat requests at a time through the guard, until stopped."""
+
+    def __init__(self, stack: Stack):
+        self.stack, self.stop = stack, threading.Event()
+        self.finished, self.errors = 0, []
+        self.threads = [threading.Thread(target=self.client, daemon=True) for _ in range(CLIENTS)]
+
+    def client(self):
+        body = {"model": "meta-llama/Llama-3.1-70B-Instruct", "stream": True, "max_tokens": OUTPUT_TOKENS,
+                "messages": [{"role": "user", "content": "Describe the weather."}]}
+        while not self.stop.is_set():
+            try:
+                with requests.post(self.stack.base + "/v1/chat/completions", json=body, stream=True, timeout=60,
+                                   headers=self.stack.headers()) as answer:
+                    answer.raise_for_status()
+                    for _ in answer.iter_lines():
+                        pass
+                self.finished += 1
+            except requests.RequestException as err:
+                self.errors.append(repr(err))
+                time.sleep(0.2)
+
+    def __enter__(self):
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def monitored(test_image, tmp_path_factory):
+    if run("docker", "image", "inspect", PROMETHEUS_TEST_IMAGE, check=False).returncode != 0:
+        pytest.fail(f"{PROMETHEUS_TEST_IMAGE} is missing: run bash .ci/provision-monitoring.sh (make provision)")
+    workdir = tmp_path_factory.mktemp("monitoring")
+    stack = Stack(workdir, preset="latency", environment={
+        "ENGINE_MAX_RUNNING_REQUESTS": str(MAX_RUNNING), "STANDIN_TOKEN_DELAY_MS": str(TOKEN_DELAY_MS)})
+    stack.project = f"bundletest-mon-{uuid.uuid4().hex[:8]}"
+    setup = Monitored(stack, workdir)
+    try:
+        setup.compose("up", "-d", "--wait", "--wait-timeout", str(READY_TIMEOUT), timeout=READY_TIMEOUT + 60)
+        wait_for(lambda: _ready(setup.base), 60, "Prometheus /-/ready")
+        yield setup
+    finally:
+        setup.compose("down", "-v", "--remove-orphans", "--timeout", "20", check=False)
+
+
+def _ready(base: str) -> bool:
+    try:
+        return requests.get(base + "/-/ready", timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def generated_expressions() -> tuple[list[str], list[dict]]:
+    """The expressions of the files Grafana and Prometheus load, not of their source."""
+    dashboard = json.loads(monitoring.DASHBOARD_FILE.read_text())
+    rules = [rule for group in yaml.safe_load(monitoring.RULES_FILE.read_text())["groups"]
+             for rule in group["rules"]]
+    return monitoring.dashboard_expressions(dashboard), rules
+
+
+def alerts_pending_or_firing(setup: Monitored) -> set[str]:
+    return {alert["labels"]["alertname"] for alert in setup.api("alerts")["alerts"]
+            if alert["state"] in ("pending", "firing")}
+
+
+def has_finite_data(setup: Monitored, expr: str) -> bool:
+    values = setup.values(expr)
+    return bool(values) and all(math.isfinite(value) for value in values)
+
+
+def test_prometheus_scrapes_the_engine_through_the_guard(monitored):
+    def engine_target():
+        targets = [t for t in monitored.api("targets")["activeTargets"] if t["labels"]["job"] == "sglang"]
+        return targets if targets and targets[0]["health"] == "up" else None
+
+    target = wait_for(engine_target, 60, "the engine target up")[0]
+    assert target["scrapeUrl"] == "http://engine:8000/metrics"   # the guard's port, not the engine's
+    scrapes = [e for e in monitored.stack.engine_journal() if e["path"] == "/metrics"]
+    assert scrapes and all(e["status"] == 200 for e in scrapes), "the scrapes did not reach the engine"
+    # Every SGLang series says it comes from the stand-in.
+    assert monitored.values('count({__name__=~"sglang:.+"})')[0] > 20
+    assert monitored.query('{__name__=~"sglang:.+", standin!="cpu-stand-in"}')["result"] == []
+
+
+def test_every_dashboard_and_alert_query_returns_data_under_load(monitored):
+    panels, rules = generated_expressions()
+    alerts = [rule["expr"] for rule in rules if rule["alert"] != "SGLangEngineDown"]   # the last test's
+    with Load(monitored.stack) as load:
+        def missing():
+            return [expr for expr in panels + alerts if not has_finite_data(monitored, expr)] or None
+
+        deadline = time.monotonic() + DATA_TIMEOUT
+        left = missing()
+        while left and time.monotonic() < deadline:
+            time.sleep(2)
+            left = missing()
+        assert not left, f"no data after {DATA_TIMEOUT} s for: {left} (load errors: {load.errors[:3]})"
+        # The stand-in's model of its load, seen through Prometheus: the running batch capped at
+        # --max-running-requests, the KV pool (modelled as that cap) full, the rest waiting.
+        wait_for(lambda: monitored.values("sum(sglang:num_running_reqs)") == [MAX_RUNNING], 30,
+                 f"{MAX_RUNNING} running requests")
+        wait_for(lambda: monitored.values("max(sglang:token_usage)") == [1.0], 30, "KV usage 1.0")
+        wait_for(lambda: 0 < monitored.values("sum(sglang:num_queue_reqs)")[0] <= CLIENTS - MAX_RUNNING, 30,
+                 "a waiting queue")
+        # Both load alerts matched at an evaluation: pending (their `for` is minutes).
+        wait_for(lambda: {"SGLangKVCacheFull", "SGLangQueueGrowing"} <= alerts_pending_or_firing(monitored), 60,
+                 "the KV-cache and queue alerts pending")
+    assert monitored.values("avg(sglang:spec_accept_length)") == [EXPECTED_ACCEPT_LENGTH]
+    assert monitored.values("avg(sglang:spec_accept_rate)") == [EXPECTED_ACCEPT_RATE]
+    assert load.finished >= CLIENTS and not load.errors, load.errors[:3]
+
+
+def test_alert_rules_load_and_evaluate(monitored):
+    _, rules = generated_expressions()
+    loaded = [rule for group in monitored.api("rules")["groups"] for rule in group["rules"]]
+    assert [rule["name"] for rule in loaded] == [rule["alert"] for rule in rules]
+    assert all(rule["health"] == "ok" for rule in loaded), [(r["name"], r.get("lastError")) for r in loaded]
+    assert "SGLangEngineDown" not in alerts_pending_or_firing(monitored)
+
+
+def test_the_api_key_stays_out_of_prometheus(monitored):
+    config = monitored.api("status/config")["yaml"]
+    assert "credentials_file: /run/secrets/api_key" in config and CANARY_API_KEY not in config
+    container = monitored.container("prometheus")
+    inspect = run("docker", "inspect", container).stdout
+    logs = run("docker", "logs", container, check=False)
+    assert CANARY_API_KEY not in inspect + logs.stdout + logs.stderr
+    for path in monitored.monitoring_file.parent.iterdir():
+        if path.is_file():
+            assert CANARY_API_KEY not in path.read_text(), path
+
+
+def test_engine_down_is_seen_by_its_alert_expression(monitored):
+    _, rules = generated_expressions()
+    down = next(rule["expr"] for rule in rules if rule["alert"] == "SGLangEngineDown")
+    assert monitored.query(down)["result"] == []
+    monitored.compose("stop", "--timeout", "20", "engine")
+    result = wait_for(lambda: monitored.query(down)["result"], 60, f"{down} to return data")
+    assert result[0]["metric"]["instance"] == "engine:8000"
+
+    wait_for(lambda: "SGLangEngineDown" in alerts_pending_or_firing(monitored), 60, "SGLangEngineDown pending")
