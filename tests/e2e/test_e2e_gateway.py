@@ -164,3 +164,27 @@ def test_make_status_reports_the_gateway_readiness(replicas):
     assert answer.status_code == 200, answer.text
     assert run("docker", "inspect", "--format", "{{.State.Health.Status}}",
                replicas.container("gateway")).stdout.strip() == "healthy"
+
+
+def test_make_deploy_status_and_down_work_unchanged_with_replicas(test_image, tmp_path):
+    """`make deploy REPLICAS=2` waits for both engines and the gateway; status and down find them."""
+    from stack import compose_override
+    from test_e2e_make import clean_up, deploy_args, make
+
+    build_gateway_test_image()
+    port, args = deploy_args(tmp_path, lambda port: compose_override(
+        port, {"BUNDLE_PREFLIGHT": "1"}, "h200x2", engines=("engine-1", "engine-2"), gateway=True))
+    try:
+        result = make("deploy", f"HARDWARE={HARDWARE}", f"PRESET={PRESET}", f"REPLICAS={REPLICAS}", *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "engine-1 healthy, engine-2 healthy, gateway healthy" in result.stdout, result.stdout
+        assert f"ready: http://127.0.0.1:{port}/v1" in result.stdout
+        status = make("status", *args)
+        assert "HTTP 200" in status.stdout and "/readiness" in status.stdout, status.stdout
+        assert status.stdout.count("healthy") >= 3, status.stdout
+        down = make("down", *args)
+        assert down.returncode == 0, down.stderr
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/readiness", timeout=5)
+    finally:
+        clean_up(port, args)
