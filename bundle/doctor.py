@@ -203,9 +203,9 @@ def check_gpus(host: Host, deployment: render.Deployment, gpu_ids: list) -> list
     listed = ", ".join(str(g.index) for g in host.gpus)
     checks = []
     if missing:
-        checks.append(Check("gpu count", FAIL, f"GPUS={','.join(gpu_ids)}: no GPU {', '.join(missing)} here "
-                            f"(the host lists {listed})", "choose GPUS= among the listed indexes"))
-    elif len(chosen) < deployment.count:
+        return [Check("gpu count", FAIL, f"GPUS={','.join(gpu_ids)}: no GPU {', '.join(missing)} here "
+                      f"(the host lists {listed})", "choose GPUS= among the listed indexes")]
+    if len(chosen) < deployment.count:
         checks.append(Check("gpu count", FAIL, f"{len(chosen)} GPU(s){' in GPUS=' if gpu_ids else ''}, {profile} "
                             f"needs {deployment.count}", "choose the HARDWARE= profile of this host "
                             "(`make presets`), or a host with more GPUs"))
@@ -271,7 +271,7 @@ def image_cuda(reference: str) -> str | None:
 def check_driver(host: Host, deployment: render.Deployment, gpu_ids: list) -> Check:
     if deployment.vendor != "nvidia":
         return Check("driver", PASS, "ROCm: the image carries its user-space stack")
-    chosen = selected(host, gpu_ids)
+    chosen = selected(host, gpu_ids) or host.gpus
     if not chosen:
         return Check("driver", FAIL, "no NVIDIA driver answers (nvidia-smi)", "install the NVIDIA driver "
                      f"{deployment.image.get('min_driver') or ''} or later")

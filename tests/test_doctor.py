@@ -1,0 +1,336 @@
+"""`make doctor` (bundle/doctor.py): one line per check with its verdict and fix, exit 1 on a failure.
+
+GPU verdicts come from recorded nvidia-smi output: the real H100/H200 machines of
+tests/fixtures/gpu/, a real H200 recorded idle and busy, and folders derived from those
+(tests/fixtures/doctor/README.md), played by tests/fixtures/doctor/bin/nvidia-smi. The expected
+verdicts below are read off those files and the profiles' data (presets/hardware.yaml), not
+computed by the code under test. Docker is played by tests/fixtures/doctor/fake-docker/ except in
+the test of this very machine, where the real one answers."""
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from paths import FIXTURES, ROOT
+
+sys.path.insert(0, str(FIXTURES / "hub"))
+from fake_hub import FakeHub  # noqa: E402
+
+DOCTOR = FIXTURES / "doctor"
+LINE = re.compile(r"^(PASS|WARN|FAIL)  (.{12}) (.*)$")
+TOKEN = "hf_doctorTestToken0123456789"
+# model.safetensors.index.json's metadata.total_size of meta-llama/Llama-3.1-70B-Instruct on the Hub,
+# and the EAGLE3 draft's size from its model card (launcher/memory.py KNOWN_DRAFT_BYTES says the same).
+LLAMA_70B_BYTES = 141_107_412_992
+DRAFT_BYTES = 2_810_000_000
+
+
+def gpu_dir(name: str) -> Path:
+    recorded = FIXTURES / "gpu" / name
+    return recorded if recorded.is_dir() else DOCTOR / "gpu" / name
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def host(tmp_path):
+    """A host made of fixtures: run(gpus=folder, **variables) -> (exit code, {check: [(verdict, text)]}, output)."""
+    tools = tmp_path / "tools"          # only what the fakes need, so that no real nvidia-smi is found
+    tools.mkdir()
+    for name in ("cat", "sh"):
+        (tools / name).symlink_to(shutil.which(name))
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    token = secrets / "hf_token"
+    token.write_text(TOKEN + "\n")
+    token.chmod(0o600)
+
+    def run(gpus=None, toolkit=True, docker=True, engine="20.10.24", compose="2.40.3", runtimes=None,
+            extra_env=None, **variables):
+        path = [str(DOCTOR / "fake-docker")] if docker else []
+        if not toolkit:
+            hookless = tmp_path / "docker-only"
+            hookless.mkdir(exist_ok=True)
+            if not (hookless / "docker").exists():
+                (hookless / "docker").symlink_to(DOCTOR / "fake-docker" / "docker")
+            path = [str(hookless)]
+        if gpus:
+            path.append(str(DOCTOR / "bin"))
+        env = {"PATH": ":".join(path + [str(tools)]), "HOME": str(tmp_path), "FAKE_DOCKER_ENGINE": engine,
+               "FAKE_COMPOSE": compose, "HF_CACHE": str(tmp_path / "hf"), "SECRETS_DIR": str(secrets),
+               "PORT": str(free_port()), **(extra_env or {}), **variables}
+        if gpus:
+            env["FAKE_GPU_DIR"] = str(gpu_dir(gpus))
+        if runtimes is not None:
+            env["FAKE_RUNTIMES"] = json.dumps(runtimes)
+        result = subprocess.run([sys.executable, "-m", "bundle.doctor"], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=60)
+        return result.returncode, parse(result.stdout), result.stdout + result.stderr
+    run.token = token
+    run.tmp = tmp_path
+    return run
+
+
+def parse(output: str) -> dict:
+    checks = {}
+    for line in output.splitlines():
+        match = LINE.match(line)
+        if match:
+            checks.setdefault(match.group(2).strip(), []).append((match.group(1), match.group(3)))
+    return checks
+
+
+def verdict(checks, name) -> str:
+    (found,) = checks[name]
+    return found[0]
+
+
+def text(checks, name) -> str:
+    return checks[name][0][1]
+
+
+# ---- GPUs against the profile, from recorded nvidia-smi output -------------------------------------
+# fixture, HARDWARE, GPUS -> gpu count, gpu model, gpu memory, gpus busy, driver
+GPU_CASES = [
+    ("h200x2", "", "", "PASS PASS PASS PASS PASS"),                    # recorded, detected as h200x2
+    ("h200x4", "h200x2", "", "PASS PASS PASS PASS PASS"),              # 4 GPUs, profile uses 2
+    ("h200x4", "h200x2", "2,3", "PASS PASS PASS PASS PASS"),
+    ("h100x1", "h100x4", "", "FAIL PASS PASS PASS PASS"),              # 1 GPU, needs 4
+    ("h100x1", "h200x1", "", "PASS FAIL FAIL PASS PASS"),              # an H100 is not an H200: name, 81559 MiB
+    ("h200x4", "h100x4", "", "PASS FAIL PASS PASS PASS"),              # H200s are not H100s
+    ("h200x1-idle", "", "", "PASS PASS PASS PASS PASS"),               # recorded 2026-11-28
+    ("h200x1-busy", "", "", "PASS PASS PASS FAIL PASS"),               # recorded: 20 GiB held by python3
+    ("h200x2-busy", "", "", "PASS PASS PASS FAIL PASS"),               # derived: GPU 1 held
+    ("h200x2-busy", "h200x1", "0", "PASS PASS PASS PASS PASS"),        # GPU 0 of it is idle
+    ("h100x1-old-driver", "h100x2", "", "FAIL PASS PASS PASS FAIL"),   # derived: driver 570 < 580
+    ("h200x4-wrong-model", "h200x4", "", "PASS FAIL FAIL PASS PASS"),  # derived: GPU 2 is an H100
+    ("h200x4-wrong-model", "h200x2", "0,1", "PASS PASS PASS PASS PASS"),
+]
+
+
+@pytest.mark.parametrize("gpus,hardware,chosen,expected", GPU_CASES)
+def test_gpus_against_the_profile_from_recorded_nvidia_smi(host, gpus, hardware, chosen, expected):
+    code, checks, output = host(gpus=gpus, HARDWARE=hardware, GPUS=chosen)
+    got = [verdict(checks, name) for name in ("gpu count", "gpu model", "gpu memory", "gpus busy", "driver")]
+    assert " ".join(got) == expected, output
+    assert verdict(checks, "hardware") == "PASS", output
+    assert code == 1 or "FAIL" not in output
+
+
+def test_a_busy_gpu_names_the_process_and_the_fix(host):
+    code, checks, output = host(gpus="h200x1-busy")
+    assert checks["gpus busy"] == [("FAIL", "GPU 0: 21007 MiB in use by pid 478 python3 (20998 MiB)  fix: stop "
+                                            "those programs (`make down` on the port of an earlier deployment), "
+                                            "or choose idle GPUs with GPUS=")]
+    assert code == 1
+
+
+def test_an_old_driver_fails_against_the_images_cuda_with_the_fix(host):
+    code, checks, output = host(gpus="h100x1-old-driver", HARDWARE="h100x2")
+    detail = text(checks, "driver")
+    # The image lmsysorg/sglang:v0.5.23-cu130-runtime: CUDA 13.0, which needs the 580 branch.
+    assert "driver 570.172.08" in detail and "CUDA 13.0" in detail and "needs 580+" in detail
+    assert "install NVIDIA driver 580 or later" in detail
+
+
+def test_a_mixed_host_names_the_odd_gpu(host):
+    code, checks, output = host(gpus="h200x4-wrong-model", HARDWARE="h200x4")
+    assert text(checks, "gpu model").startswith("NVIDIA H100 80GB HBM3 is not h200x4's NVIDIA H200")
+    assert text(checks, "gpu memory").startswith("GPU 2 has 81559 MiB, the memory plan of h200x4 assumes 143771")
+
+
+def test_the_profile_is_detected_or_the_fix_names_the_choices(host):
+    code, checks, output = host(gpus="h200x2")
+    assert text(checks, "hardware") == "h200x2 (detected from nvidia-smi)"
+    code, checks, output = host(gpus="h100x1")          # one H100: no profile has it
+    assert verdict(checks, "hardware") == "FAIL" and "1x NVIDIA H100 80GB HBM3" in text(checks, "hardware")
+    assert "set HARDWARE=" in text(checks, "hardware")
+    assert code == 1
+
+
+def test_gpus_not_on_the_host_fail(host):
+    code, checks, output = host(gpus="h200x2", HARDWARE="h200x2", GPUS="2,3")
+    assert verdict(checks, "gpu count") == "FAIL" and "no GPU 2, 3 here (the host lists 0, 1)" in output
+
+
+# ---- this machine, as it is ---------------------------------------------------------------------
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this host has a GPU driver")
+def test_on_this_machine_without_a_gpu_the_gpu_checks_fail_with_their_fix(tmp_path):
+    env = {**os.environ, "HARDWARE": "h200x2", "PORT": str(free_port()), "HF_CACHE": str(tmp_path / "hf"),
+           "SECRETS_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "bundle.doctor"], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    checks = parse(result.stdout)
+    assert result.returncode == 1
+    assert checks["gpus"][0][0] == "FAIL" and "fix: install the NVIDIA driver" in checks["gpus"][0][1]
+    assert verdict(checks, "driver") == "FAIL" and "fix: install the NVIDIA driver 580 or later" in text(checks, "driver")
+    assert verdict(checks, "token") == "FAIL" and "install -D -m 600" in text(checks, "token")
+    engine = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                            text=True) if shutil.which("docker") else None
+    answers = engine is not None and engine.returncode == 0 and engine.stdout.strip()
+    assert verdict(checks, "docker") == ("PASS" if answers else "FAIL"), result.stdout
+    if answers:
+        assert text(checks, "docker") == f"engine {engine.stdout.strip()}"
+
+
+# ---- Docker and the toolkit ----------------------------------------------------------------------
+
+def test_docker_and_compose_versions(host):
+    code, checks, output = host(gpus="h200x2")
+    assert checks["docker"] == [("PASS", "engine 20.10.24")] and checks["compose"] == [("PASS", "v2.40.3")]
+    code, checks, output = host(gpus="h200x2", engine="19.03.15", compose="2.20.2")
+    assert verdict(checks, "docker") == "WARN" and verdict(checks, "compose") == "WARN"
+    code, checks, output = host(gpus="h200x2", compose="1.29.2")
+    assert verdict(checks, "compose") == "FAIL"
+
+
+def test_a_stopped_docker_engine_fails_with_the_fix(host):
+    code, checks, output = host(gpus="h200x2", engine="down")
+    assert verdict(checks, "docker") == "FAIL"
+    assert "Is the docker daemon running?" in text(checks, "docker") and "systemctl start docker" in text(checks, "docker")
+    assert code == 1
+
+
+def test_compose_v2_missing_fails_with_the_fix(host):
+    code, checks, output = host(gpus="h200x2", compose="missing")
+    assert verdict(checks, "compose") == "FAIL" and "docker-compose-plugin" in text(checks, "compose")
+
+
+def test_the_nvidia_container_toolkit(host):
+    code, checks, output = host(gpus="h200x2")
+    assert verdict(checks, "gpu runtime") == "PASS"
+    assert str(DOCTOR / "fake-docker" / "nvidia-container-runtime-hook") in text(checks, "gpu runtime")
+    code, checks, output = host(gpus="h200x2", toolkit=False)
+    assert verdict(checks, "gpu runtime") == "FAIL"
+    assert "nvidia-ctk runtime configure --runtime=docker" in text(checks, "gpu runtime")
+    code, checks, output = host(gpus="h200x2", toolkit=False, runtimes={"nvidia": {"path": "nvidia-container-runtime"},
+                                                                       "runc": {"path": "runc"}})
+    assert verdict(checks, "gpu runtime") == "PASS"
+
+
+def test_amd_needs_the_rocm_devices(host):
+    code, checks, output = host(HARDWARE="mi300x")
+    expected = "PASS" if Path("/dev/kfd").exists() and Path("/dev/dri").exists() else "FAIL"
+    assert verdict(checks, "gpu runtime") == expected
+    if expected == "FAIL":
+        assert "/dev/kfd" in text(checks, "gpu runtime") and "amdgpu" in text(checks, "gpu runtime")
+
+
+# ---- disk, shm, port, token ----------------------------------------------------------------------
+
+def df_available(path: Path) -> int:
+    """Free bytes as df sees them (not the code under test's arithmetic)."""
+    out = subprocess.run(["df", "-B1", "--output=avail", str(path)], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
+@pytest.mark.parametrize("preset,needed", [("basic", LLAMA_70B_BYTES), ("latency", LLAMA_70B_BYTES + DRAFT_BYTES)])
+def test_free_disk_where_the_cache_lives_against_the_checkpoints(host, preset, needed):
+    code, checks, output = host(gpus="h200x2", PRESET=preset)
+    free = df_available(host.tmp)
+    expected = "FAIL" if free < needed else "WARN" if free < needed * 1.1 else "PASS"
+    assert verdict(checks, "disk") == expected, output
+    assert f"needs {needed / 1e9:.1f} GB" in text(checks, "disk")
+
+
+def test_a_cache_that_holds_the_checkpoint_needs_no_more_space(host):
+    blobs = host.tmp / "hf" / "hub" / "models--meta-llama--Llama-3.1-70B-Instruct" / "blobs"
+    blobs.mkdir(parents=True)
+    with open(blobs / "shards", "wb") as sparse:      # its size, without the bytes
+        sparse.truncate(LLAMA_70B_BYTES)
+    with open(blobs / "0123.abcd1234.incomplete", "wb") as partial:   # not reused: not counted
+        partial.truncate(10 * 2 ** 20)
+    code, checks, output = host(gpus="h200x2")
+    assert "needs 0.0 GB" in text(checks, "disk") and verdict(checks, "disk") == "PASS"
+
+
+def test_shm_for_tensor_parallelism():
+    from bundle import doctor, render
+    data = render.load_data()
+    two = render.resolve(data, "h200x2", "basic")
+    one = render.resolve(data, "h200x1", "basic")
+    assert doctor.check_shm(two, 64 * 2 ** 20).verdict == "FAIL"     # Docker's default 64 MiB
+    assert "remount,size=" in doctor.check_shm(two, 64 * 2 ** 20).fix
+    assert doctor.check_shm(two, 16 * 2 ** 30).verdict == "PASS"
+    assert doctor.check_shm(one, 64 * 2 ** 20).verdict == "PASS"     # one GPU: no NCCL between ranks
+
+
+def test_a_port_in_use_fails_with_the_fix(host):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        code, checks, output = host(gpus="h200x2", PORT=str(port))
+    assert checks["port"] == [("FAIL", f"127.0.0.1:{port} is in use  fix: choose another PORT=, or `make down "
+                                       f"PORT={port}` if an earlier deployment holds it")]
+    code, checks, output = host(gpus="h200x2", PORT=str(port))
+    assert checks["port"] == [("PASS", f"127.0.0.1:{port} is free")]
+
+
+def test_the_token_file_present_and_readable_by_its_owner_only(host):
+    code, checks, output = host(gpus="h200x2")
+    assert checks["token"] == [("PASS", f"{host.token} (mode 0600)")]
+    host.token.chmod(0o644)
+    code, checks, output = host(gpus="h200x2")
+    assert checks["token"] == [("FAIL", f"{host.token} has mode 0644: others on this host can read the token  "
+                                        f"fix: chmod 600 {host.token}")]
+    host.token.write_text("")
+    host.token.chmod(0o600)
+    code, checks, output = host(gpus="h200x2")
+    assert verdict(checks, "token") == "FAIL" and "is empty" in text(checks, "token")
+    host.token.unlink()
+    code, checks, output = host(gpus="h200x2")
+    assert verdict(checks, "token") == "FAIL" and "is missing" in text(checks, "token")
+    assert TOKEN not in output
+
+
+def test_the_token_is_asked_of_the_hub_only_when_online(host):
+    model = "meta-llama/Llama-3.1-70B-Instruct"
+    hub = FakeHub({model: {"config.json": b"{}"}}, gated={model}, token=TOKEN).start()
+    try:
+        code, checks, output = host(gpus="h200x2", extra_env={"HF_ENDPOINT": hub.url, "NO_PROXY": "127.0.0.1"})
+        assert "token online" not in checks and hub.requests == []
+        code, checks, output = host(gpus="h200x2", ONLINE="1", extra_env={"HF_ENDPOINT": hub.url,
+                                                                          "NO_PROXY": "127.0.0.1"})
+        assert checks["token online"] == [("PASS", f"{model}: the token may read it")]
+        assert hub.requests[-1]["path"] == f"/api/models/{model}/auth-check"
+        assert hub.requests[-1]["headers"]["authorization"] == f"Bearer {TOKEN}"
+        host.token.write_text("hf_someoneElsesToken\n")
+        code, checks, output = host(gpus="h200x2", ONLINE="1", extra_env={"HF_ENDPOINT": hub.url,
+                                                                          "NO_PROXY": "127.0.0.1"})
+        assert verdict(checks, "token online") == "FAIL"
+        assert f"accept the licence on https://huggingface.co/{model}" in text(checks, "token online")
+        assert code == 1 and "hf_someoneElsesToken" not in output
+    finally:
+        hub.stop()
+
+
+# ---- the whole --------------------------------------------------------------------------------------
+
+def test_a_ready_host_passes_every_check_and_exits_0(host):
+    blobs = host.tmp / "hf" / "hub" / "models--meta-llama--Llama-3.1-70B-Instruct" / "blobs"
+    blobs.mkdir(parents=True)
+    with open(blobs / "shards", "wb") as sparse:
+        sparse.truncate(LLAMA_70B_BYTES)
+    code, checks, output = host(gpus="h200x2")
+    assert code == 0, output
+    assert {found[0] for found in sum(checks.values(), [])} == {"PASS"}, output
+    assert set(checks) == {"docker", "compose", "hardware", "preset", "gpu runtime", "gpu count", "gpu model",
+                           "gpu memory", "gpus busy", "driver", "disk", "shm", "port", "token"}
+    assert output.rstrip().endswith("0 failed, 0 warning(s), 14 passed")
+
+
+def test_a_bad_variable_is_refused_naming_it(host):
+    code, checks, output = host(gpus="h200x2", PORT="80000")
+    assert code == 2 and "PORT='80000': expected 1-65535" in output
