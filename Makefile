@@ -39,6 +39,13 @@ k8s-tree: | $(PY) ## regenerate the Kustomize base and per-pair overlays in k8s/
 hosts: | $(PY) ## compose files for engines on several hosts: INVENTORY=inventory.yml OUT=deploy/hosts
 	@$(PY) -m bundle.inventory
 
+.PHONY: doctor download
+doctor: | $(PY) ## check this host for the deployment, one line per check with the fix: [HARDWARE= PRESET= ... ONLINE=1]
+	@$(PY) -m bundle.doctor
+
+download: | $(PY) ## the preset's checkpoint (+ EAGLE3 draft) into HF_CACHE, for HF_HUB_OFFLINE=1: [HARDWARE= PRESET=]
+	@$(PY) -m bundle.download
+
 deploy: | $(PY) ## render, validate, start and wait until ready: [HARDWARE=] [PRESET= GPUS= PORT= ...]
 	@$(PY) -m bundle.deploy
 

@@ -427,7 +427,7 @@ def check_host(data: dict, chosen: dict, environ=None, online: bool = False) -> 
     deployment = None
     if hardware:
         try:
-            deployment = render.resolve(data, hardware, chosen["preset"])
+            deployment = render.resolve(data, hardware, chosen["preset"], params.replicas or 1)
             checks.append(Check("preset", PASS, f"{chosen['preset']} on {hardware}: {', '.join(download.checkpoints(deployment))}"))
         except RenderError as err:
             checks.append(Check("preset", FAIL, str(err), "choose another PRESET= (`make presets`)"))

@@ -145,7 +145,7 @@ def main(argv=None) -> int:
         chosen = options.read(options.DEPLOY, args)
         params = options.params(chosen)
         hardware = chosen["hardware"] or render.detect_hardware(data, gpu_ids=params.gpus)
-        deployment = render.resolve(data, hardware, chosen["preset"])
+        deployment = render.resolve(data, hardware, chosen["preset"], params.replicas or 1)
         cache = hub_cache(data, environ)
         token = read_token(token_file(data, params))
         print(f"==> {hardware}, preset {deployment.preset}: {', '.join(checkpoints(deployment))} into {cache}",
