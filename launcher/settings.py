@@ -44,6 +44,10 @@ BUNDLE_SETTINGS = (
     Setting("BUNDLE_HEALTHCHECK_PATH", str, "/health",
             "Route probed by --healthcheck. /health runs a one-token generation (proves the model "
             "answers, 1-20 s); /ready is a cheap status-flag check."),
+    Setting("BUNDLE_HEALTHCHECK_GENERATE_SECONDS", float, 30.0,
+            "--healthcheck checks the cheap /ready at every probe (Docker runs it every few seconds, "
+            "so readiness is noticed fast) and the healthcheck path's generation at most this often.",
+            minimum=0),
     Setting("BUNDLE_HEALTHCHECK_TIMEOUT", float, 25.0,
             "Seconds --healthcheck waits; above SGLang's own 20 s /health generation timeout."),
     Setting("BUNDLE_GPU_DRIVER_MIN", int, 0,
@@ -88,6 +92,7 @@ class BundleSettings:
     parse_check: bool
     engine_port: int
     healthcheck_path: str
+    healthcheck_generate_seconds: float
     healthcheck_timeout: float
     gpu_driver_min: int
     guard_max_connections: int

@@ -24,6 +24,10 @@ from launcher.settings import BundleSettings, ConfigError
 # Where the running entrypoint notes the guard's port, for --healthcheck (which Docker runs without
 # the container's arguments, so it cannot rebuild the configuration itself).
 GUARD_STATE_FILE = Path("/tmp/bundle-guard.json")
+# When --healthcheck last saw the healthcheck path (/health: a generation) answer 200.
+GENERATION_STATE_FILE = Path("/tmp/bundle-healthcheck-generated")
+# SGLang's cheap status flag: 200 once the engine serves and is not paused; no generation.
+READY_PATH = "/ready"
 
 PARSE_CHECK = (
     "import argparse, sys\n"
@@ -185,24 +189,54 @@ def run_engine(config: EngineConfig, settings: BundleSettings, environ, secrets,
     return code if code >= 0 else 128 - code
 
 
-def healthcheck(settings: BundleSettings, environ, catalogue: Catalogue) -> int:
-    import urllib.error    # here, not at the top: urllib.request (ssl, email) is slow to import
-    import urllib.request
+def healthcheck(settings: BundleSettings, environ, catalogue: Catalogue, now=time.time) -> int:
+    """0 when healthy. Docker runs it every few seconds so that readiness is noticed fast; the
+    expensive path (/health: a one-token generation) runs only when the cheap /ready says the engine
+    serves, and then at most every BUNDLE_HEALTHCHECK_GENERATE_SECONDS."""
     try:
         port = json.loads(GUARD_STATE_FILE.read_text())["port"]
     except (OSError, ValueError, KeyError):  # not started yet: the configured port
         given = collect_environment(environ, catalogue).get("port")
         port = given.value if given else int(DEFAULT_FLAGS["--port"])
-    timeout = settings.healthcheck_timeout
-    url = f"http://127.0.0.1:{port}{settings.healthcheck_path}"
+    if settings.healthcheck_path != READY_PATH:
+        if not probe(port, READY_PATH, settings.healthcheck_timeout):
+            return 1                    # loading, paused or gone: no generation needed to know
+        if generated_within(settings.healthcheck_generate_seconds, now()):
+            return 0
+    if not probe(port, settings.healthcheck_path, settings.healthcheck_timeout):
+        return 1
+    if settings.healthcheck_path != READY_PATH:
+        note_generation(now())
+    return 0
+
+
+def probe(port: int, path: str, timeout: float) -> bool:
+    import urllib.error    # here, not at the top: urllib.request (ssl, email) is slow to import
+    import urllib.request
+    url = f"http://127.0.0.1:{port}{path}"
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return 0 if response.status == 200 else 1
+            return response.status == 200
     except urllib.error.HTTPError as err:
         print(f"{url}: HTTP {err.code}", file=sys.stderr)
     except (urllib.error.URLError, OSError) as err:
         print(f"{url}: {getattr(err, 'reason', err)}", file=sys.stderr)
-    return 1
+    return False
+
+
+def generated_within(seconds: float, now: float) -> bool:
+    try:
+        last = float(GENERATION_STATE_FILE.read_text())
+    except (OSError, ValueError):
+        return False
+    return 0 <= now - last < seconds
+
+
+def note_generation(now: float) -> None:
+    try:
+        GENERATION_STATE_FILE.write_text(repr(now))
+    except OSError:   # a read-only filesystem: every probe then generates, as before
+        pass
 
 
 def log(message: str) -> None:
