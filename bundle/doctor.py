@@ -174,8 +174,9 @@ def read_host() -> Host:
     if shutil.which("nvidia-smi"):
         query = run(NVIDIA_QUERY)
         if query is None or query.returncode != 0:
-            why = "no answer" if query is None else (query.stdout + query.stderr).strip().splitlines()[-1:] or ["?"]
-            return Host("nvidia", [], [], [], f"nvidia-smi fails ({why if isinstance(why, str) else why[0]})")
+            said = [] if query is None else (query.stdout + query.stderr).strip().splitlines()
+            why = said[-1] if said else "no answer" if query is None else f"exit code {query.returncode}"
+            return Host("nvidia", [], [], [], f"nvidia-smi fails ({why})")
         apps = run(NVIDIA_APPS_QUERY)
         return Host("nvidia", parse_nvidia_smi_csv(query.stdout), nvidia_rows(query.stdout),
                     parse_apps(apps.stdout) if apps is not None and apps.returncode == 0 else [])
@@ -217,8 +218,8 @@ def check_gpus(host: Host, deployment: render.Deployment, gpu_ids: list) -> list
     wrong = sorted({g.name for g in chosen if not any(m in g.name for m in gpu["match"])})
     if wrong:
         checks.append(Check("gpu model", FAIL, f"{', '.join(wrong)} is not {profile}'s {gpu['name']}",
-                            f"set HARDWARE= to this host's profile (`make presets`; `python -m bundle.render "
-                            f"detect` names it)"))
+                            "set HARDWARE= to this host's profile (`make presets`; `python -m bundle.render "
+                            "detect` names it)"))
     else:
         checks.append(Check("gpu model", PASS, f"{gpu['name']}"))
     small = [g for g in chosen if g.memory_mib < gpu["memory_mib"]]
@@ -372,7 +373,7 @@ def check_token(path: Path) -> Check:
                      "accepted the licence")
     mode = stat.S_IMODE(path.stat().st_mode)
     if not path.read_text().strip():
-        return Check("token", FAIL, f"{path} is empty", f"put the token there (`install -m 600 ...`)")
+        return Check("token", FAIL, f"{path} is empty", "put the token there (`install -m 600 ...`)")
     if mode & 0o077:
         return Check("token", FAIL, f"{path} has mode {mode:04o}: others on this host can read the token",
                      f"chmod 600 {path}")
@@ -428,7 +429,8 @@ def check_host(data: dict, chosen: dict, environ=None, online: bool = False) -> 
     if hardware:
         try:
             deployment = render.resolve(data, hardware, chosen["preset"], params.replicas or 1)
-            checks.append(Check("preset", PASS, f"{chosen['preset']} on {hardware}: {', '.join(download.checkpoints(deployment))}"))
+            models = ", ".join(download.checkpoints(deployment))
+            checks.append(Check("preset", PASS, f"{chosen['preset']} on {hardware}: {models}"))
         except RenderError as err:
             checks.append(Check("preset", FAIL, str(err), "choose another PRESET= (`make presets`)"))
     host = read_host()
@@ -440,7 +442,10 @@ def check_host(data: dict, chosen: dict, environ=None, online: bool = False) -> 
         checks.append(check_shm(deployment))
     else:
         checks.append(check_gpu_runtime(host.vendor))
-        checks.append(Check("gpus", FAIL, "not checked: no hardware profile", "see hardware"))
+        seen = (f"{len(host.gpus)}x {', '.join(sorted({g.name for g in host.gpus}))}" if host.gpus
+                else f"no GPU found: {host.problem}")
+        checks.append(Check("gpus", FAIL, f"{seen}; not checked against a profile",
+                            "install the GPU driver first" if not host.gpus else "set HARDWARE= (see hardware)"))
     bind = params.bind_address or data["container"]["default_bind_address"]
     checks.append(check_port(render.parse_bind_address(bind)[0], params.port or data["container"]["default_port"]))
     token = download.token_file(data, params)

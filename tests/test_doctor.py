@@ -20,7 +20,7 @@ import pytest
 from paths import FIXTURES, ROOT
 
 sys.path.insert(0, str(FIXTURES / "hub"))
-from fake_hub import FakeHub  # noqa: E402
+from fake_hub import FakeHub  # noqa: E402  (a fixture folder, put on the path above)
 
 DOCTOR = FIXTURES / "doctor"
 LINE = re.compile(r"^(PASS|WARN|FAIL)  (.{12}) (.*)$")

@@ -4,7 +4,9 @@ What serving needs arrives, original/ does not, the token travels only in the Au
 an interrupted download continues where it stopped, and the cache then serves SGLang's own
 look-ups with HF_HUB_OFFLINE=1."""
 import hashlib
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import pytest
 from paths import FIXTURES, ROOT
 
 sys.path.insert(0, str(FIXTURES / "hub"))
-from fake_hub import COMMIT, FakeHub  # noqa: E402
+from fake_hub import COMMIT, FakeHub  # noqa: E402  (a fixture folder, put on the path above)
 
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"            # basic on h200x2 (presets/presets.yaml)
 FP8_MODEL = "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"   # basic on h200x1
@@ -253,3 +255,26 @@ def test_the_cache_folder_is_the_one_the_compose_file_mounts():
     template = (ROOT / "templates" / "docker-compose.yml.j2").read_text()
     assert "${HF_CACHE:-{{ container.hf_cache_default }}}:/root/.cache/huggingface" in template
     assert "HF_HOME=/root/.cache/huggingface" in (ROOT / "Dockerfile").read_text()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="needs the docker CLI with Compose v2")
+def test_the_air_gapped_recipe_reaches_the_engine(tmp_path):
+    """docs/day-two.md: HF_CACHE= names the copied cache, ENV_FILE= carries HF_HUB_OFFLINE=1; the real
+    Compose resolves both into the engine service, and the container passes the variable on to SGLang."""
+    from bundle import render
+    from launcher.supervise import engine_environment
+    data = render.load_data()
+    (tmp_path / "hf_token").write_text("x")
+    (tmp_path / "offline.env").write_text("HF_HUB_OFFLINE=1\n")
+    params = render.Params(secrets_dir=str(tmp_path), env_file=str(tmp_path / "offline.env"))
+    out = tmp_path / "docker-compose.yml"
+    out.write_text(render.render(data, render.resolve(data, "h200x2", "basic"), params, out, "test"))
+    env = {**os.environ, "HF_CACHE": str(tmp_path / "copied-cache")}
+    result = subprocess.run(["docker", "compose", "-f", str(out), "config", "--format", "json"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    engine = json.loads(result.stdout)["services"]["engine"]
+    assert engine["environment"]["HF_HUB_OFFLINE"] == "1"
+    assert {"type": "bind", "source": str(tmp_path / "copied-cache"), "target": "/root/.cache/huggingface",
+            "bind": {"create_host_path": True}} in engine["volumes"]
+    assert engine_environment(engine["environment"], None)["HF_HUB_OFFLINE"] == "1"
