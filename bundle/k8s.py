@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
+import functools
 import json
 import math
 import os
@@ -39,9 +39,8 @@ import yaml
 
 from bundle import options, render
 from bundle.errors import RenderError
-from launcher import memory
 from launcher.command import DEFAULT_FLAGS, build_config
-from launcher.settings import BundleSettings, ConfigError
+from launcher.settings import BUNDLE_SETTINGS, ConfigError
 from launcher.sglang_flags import env_name_for_option
 
 ROOT = render.ROOT
@@ -62,6 +61,8 @@ LWS_LEADER_ADDRESS, LWS_WORKER_INDEX = "LWS_LEADER_ADDRESS", "LWS_WORKER_INDEX"
 NNODES, NODE_RANK, DIST_INIT_ADDR = (env_name_for_option(flag) for flag in ("--nnodes", "--node-rank",
                                                                            "--dist-init-addr"))
 POD_NAMESPACE = "POD_NAMESPACE"
+# How often the image's own healthcheck lets /health generate: the liveness probe's period.
+GENERATE_SECONDS = next(s for s in BUNDLE_SETTINGS if s.env == "BUNDLE_HEALTHCHECK_GENERATE_SECONDS")
 # The files of one rendering, in `kubectl apply -f` order, and which of them the Kustomize base holds.
 FILES = ("model-cache.yaml", "gateway.yaml", "network-policy.yaml", "engine.yaml")
 BASE_FILES = FILES[:3]
@@ -81,38 +82,11 @@ class Shape:
 
 
 def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: int = 1) -> Shape:
-    """The engine of the pair, checked as for compose. With nodes > 1 each pod holds a whole profile
-    and `replicas` counts LeaderWorkerSet groups."""
+    """The engine of the pair, checked as for compose (render.resolve). With nodes > 1 each pod holds
+    a whole profile and `replicas` counts LeaderWorkerSet groups, each one engine."""
     if nodes == 1:
         return Shape(render.resolve(data, hardware, preset, replicas), replicas, 1)
-    if "nodes" in inspect.signature(render.resolve).parameters:
-        deployment = render.resolve(data, hardware, preset, 1, nodes=nodes)
-    else:
-        deployment = _across_nodes(data, hardware, preset, nodes)
-    return Shape(deployment, replicas, nodes)
-
-
-def _across_nodes(data: dict, hardware: str, preset: str, nodes: int) -> render.Deployment:
-    """The preset's engine widened to `nodes` whole profiles: tensor parallelism times nodes, as
-    SGLang's multi-node docs do (--tp 16 on two nodes of 8). Stands in until render.resolve takes
-    nodes; the container's build_config refuses what SGLang refuses across nodes (--dp-size)."""
-    single = render.resolve(data, hardware, preset)
-    tp_env = env_name_for_option("--tp-size")
-    env = dict(single.engine_env)
-    env[tp_env] = str(int(env.get(tp_env, "1")) * nodes)
-    env[NNODES] = str(nodes)
-    try:
-        config = build_config(env, [], render._catalogue())
-    except ConfigError as err:
-        raise RenderError(f"{preset} on {hardware} with NODES={nodes}: {err}") from None
-    values = config.values
-    plan = memory.plan_memory(values["model_path"], memory.KNOWN_MODELS[values["model_path"]], values,
-                              single.gpu["memory_mib"] / 1024)
-    if not plan.fits:
-        raise RenderError(f"{preset} on {hardware} with NODES={nodes} does not fit: {plan.explain()}")
-    flags = dict(single.flags, **{"tp-size": int(env[tp_env]), "nnodes": nodes})
-    return dataclasses.replace(single, engine_env=env, flags=flags, plan=plan,
-                               engine_argv=config.engine_argv(BundleSettings.from_environ(env)))
+    return Shape(render.resolve(data, hardware, preset, 1, nodes), replicas, nodes)
 
 
 def engine_env(data: dict, shape: Shape) -> list[dict]:
@@ -206,7 +180,7 @@ def view(data: dict, shape: Shape) -> dict:
     env = engine_env(data, shape)
     check_engine_env(shape, env, engine_name)
     health = container["healthcheck"]
-    startup_period = k8s["startup_period_seconds"]
+    interval, timeout = _seconds(health["interval"]), _seconds(health["timeout"])
     engine_labels = {**labels, "app.kubernetes.io/component": "engine"}
     gateway_labels = {**labels, "app.kubernetes.io/component": "gateway"}
     return {
@@ -224,12 +198,13 @@ def view(data: dict, shape: Shape) -> dict:
             "replicas": shape.replicas,
             "nodes": shape.nodes,
             "grace_seconds": _seconds(container["stop_grace_period"]),
-            # The cold-start budget of the compose healthcheck's start_period, in probe periods.
-            "startup": {"period": startup_period,
-                        "failures": math.ceil(_seconds(health["start_period"]) / startup_period)},
-            "liveness": {"period": _seconds(health["interval"]), "timeout": _seconds(health["timeout"]),
+            # Compose's two-speed healthcheck as Kubernetes' three probes: /ready every interval (for
+            # start_period at start, the cold-start budget), /health's generation every GENERATE_SECONDS.
+            "startup": {"period": interval, "timeout": timeout,
+                        "failures": math.ceil(_seconds(health["start_period"]) / interval)},
+            "readiness": {"period": interval, "timeout": timeout, "failures": health["retries"]},
+            "liveness": {"period": math.ceil(GENERATE_SECONDS.default), "timeout": timeout,
                          "failures": health["retries"]},
-            "readiness": k8s["readiness"],
             "dist_init_port": k8s["dist_init_port"],
         },
         "gateway": {
@@ -372,10 +347,13 @@ class Problem:
         return f"{self.object}: {self.message}"
 
 
-def _lws_schema() -> dict:
-    crd = yaml.safe_load(CRD.read_text())
-    version = next(v for v in crd["spec"]["versions"] if v.get("storage"))
-    return version["schema"]["openAPIV3Schema"]
+@functools.lru_cache(maxsize=1)
+def _lws_validator():
+    """A validator of the vendored CRD's served schema (1.3 MB of YAML: read once, with libyaml if present)."""
+    import jsonschema
+    crd = yaml.load(CRD.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    schema = next(v for v in crd["spec"]["versions"] if v.get("storage"))["schema"]["openAPIV3Schema"]
+    return jsonschema.validators.validator_for(schema)(schema)
 
 
 def embedded_pod_templates(obj: dict) -> list[tuple[str, dict]]:
@@ -395,19 +373,14 @@ def embedded_pod_templates(obj: dict) -> list[tuple[str, dict]]:
 def validate_objects(objects: list[dict], versions=KUBERNETES_VERSIONS) -> list[Problem]:
     """Problems of each object against Kubernetes' strict schemas (every version in `versions`)
     and, for LeaderWorkerSets, the vendored CRD's schema; [] when all are valid."""
-    import jsonschema
     import kubernetes_validate
 
     problems = []
-    lws_validator = None
     for obj in objects:
         where = f"{obj.get('kind')}/{(obj.get('metadata') or {}).get('name')}"
         if obj.get("kind") == "LeaderWorkerSet":
-            if lws_validator is None:
-                schema = _lws_schema()
-                lws_validator = jsonschema.validators.validator_for(schema)(schema)
             problems += [Problem(where, f"LeaderWorkerSet CRD: {'.'.join(map(str, e.absolute_path))}: {e.message}")
-                         for e in lws_validator.iter_errors(obj)]
+                         for e in _lws_validator().iter_errors(obj)]
             checked = [(f"{where} {role}", pod) for role, pod in embedded_pod_templates(obj)]
         else:
             checked = [(where, obj)]

@@ -221,8 +221,6 @@ class KubernetesFile:
     image_registry: str = key("prefix of the image names (registry/path), empty for the local names")
     model_cache: ModelCache = key("the Hugging Face cache volume")
     shm_size: str = key("/dev/shm's memory-backed emptyDir size", check=_k8s_quantity)
-    startup_period_seconds: int = key("the engine's startup probe period", check=_positive)
-    readiness: Probe = key("the engine's readiness probe on /ready")
     gateway_liveness: Probe = key("the gateway's liveness probe on /liveness")
     dist_init_port: int = key("torch.distributed's rendezvous port on the leader pod (NODES=)", check=_port)
     multi_node_env: dict[str, str] = key("environment of every pod of a multi-node engine")
