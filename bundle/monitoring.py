@@ -304,6 +304,25 @@ def write(compose_file: Path, **kwargs) -> Path:
     return out_dir / COMPOSE_NAME
 
 
+def rendered_files(compose_file: Path) -> list[Path]:
+    """The deployment's monitoring files, rendered or not."""
+    return [compose_file.resolve().parent / name for name in (COMPOSE_NAME, SCRAPE_CONFIG_NAME)]
+
+
+def compose_files(compose_file: Path) -> list[Path]:
+    """[monitoring.yml] when the deployment beside it was rendered with MONITORING=1, else []:
+    what `make deploy|down|logs|status` add after the deployment's file."""
+    path = compose_file.resolve().parent / COMPOSE_NAME
+    return [path] if path.is_file() else []
+
+
+def remove(compose_file: Path) -> None:
+    """A render without MONITORING=1 removes the files of an earlier one, so that `make down`
+    and the others stop adding them."""
+    for path in rendered_files(compose_file):
+        path.unlink(missing_ok=True)
+
+
 def urls(data: dict | None = None) -> dict[str, str]:
     """Where the operator finds Prometheus and Grafana on this host (the compose-time defaults)."""
     data = data or load_data()

@@ -229,6 +229,15 @@ def test_replicas_scrape_every_engine_and_the_gateway(tmp_path):
     assert {"engine-1", "engine-2", "gateway", "prometheus", "grafana"} <= set(services)
 
 
+def test_compose_files_follow_the_last_render(tmp_path):
+    out, monitoring_file = render_deployment(tmp_path)
+    assert monitoring.compose_files(out) == [monitoring_file]
+    monitoring.remove(out)
+    assert monitoring.compose_files(out) == []
+    assert not any(path.exists() for path in monitoring.rendered_files(out))
+    assert out.is_file()
+
+
 def test_grafana_password_is_made_once_private_and_kept(tmp_path):
     path = monitoring.ensure_grafana_password(tmp_path / "secrets")
     first = path.read_text()
