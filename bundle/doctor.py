@@ -321,6 +321,9 @@ def check_disk(deployment: render.Deployment, hub: Path, free: int | None = None
     environ = {"HF_HUB_CACHE": str(hub)}
     needed, parts = 0, []
     for repo in download.checkpoints(deployment):
+        if download.is_complete(repo, hub):
+            parts.append(f"{repo} complete in the cache")
+            continue
         size = checkpoint_bytes(repo, environ)
         if size is None:
             return Check("disk", WARN, f"the size of {repo} is unknown", "check the free space by hand")

@@ -108,6 +108,20 @@ def remove_stale_partials(cache: Path, repo: str, now: float | None = None) -> i
     return freed
 
 
+def is_complete(repo: str, cache: Path) -> bool:
+    """Whether the cache holds every file `fetch` takes of the repository, by the listing
+    huggingface_hub cached when it downloaded it (no network; False without that listing)."""
+    from huggingface_hub import get_cached_repo_tree, snapshot_download
+    from huggingface_hub.errors import CachedRepoTreeNotFoundError, LocalEntryNotFoundError
+    try:
+        get_cached_repo_tree(repo, cache_dir=cache)
+        snapshot_download(repo, cache_dir=cache, allow_patterns=list(ALLOW_PATTERNS),
+                          ignore_patterns=list(IGNORE_PATTERNS), local_files_only=True)
+    except (CachedRepoTreeNotFoundError, LocalEntryNotFoundError, OSError):
+        return False   # IncompleteSnapshotError is a LocalEntryNotFoundError
+    return True
+
+
 def fetch(repo: str, cache: Path, token: str | None) -> str:
     """One repository into the cache; the snapshot folder."""
     # Imported here: the other make targets do not need huggingface_hub's import time.

@@ -255,6 +255,29 @@ def test_a_cache_that_holds_the_checkpoint_needs_no_more_space(host):
     assert "needs 0.0 GB" in text(checks, "disk") and verdict(checks, "disk") == "PASS"
 
 
+def test_a_checkpoint_make_download_completed_needs_no_space_and_a_partial_one_does(host):
+    model = "meta-llama/Llama-3.1-70B-Instruct"
+    files = {name: name.encode() * 100 for name in ("config.json", "model-00001-of-00002.safetensors",
+                                                     "model-00002-of-00002.safetensors", "tokenizer.json",
+                                                     "original/consolidated.00.pth")}
+    hub = FakeHub({model: files}, gated={model}, token=TOKEN).start()
+    try:
+        env = {"PATH": os.environ["PATH"], "HOME": str(host.tmp), "HF_ENDPOINT": hub.url, "NO_PROXY": "127.0.0.1",
+               "HF_CACHE": str(host.tmp / "hf"), "SECRETS_DIR": str(host.token.parent), "HARDWARE": "h200x2"}
+        fetched = subprocess.run([sys.executable, "-m", "bundle.download"], cwd=ROOT, env=env,
+                                 capture_output=True, text=True, timeout=120)
+        assert fetched.returncode == 0, fetched.stderr
+    finally:
+        hub.stop()
+    code, checks, output = host(gpus="h200x2")
+    assert verdict(checks, "disk") == "PASS"
+    assert text(checks, "disk").endswith(f"needs 0.0 GB: {model} complete in the cache")
+    snapshots = host.tmp / "hf" / "hub" / "models--meta-llama--Llama-3.1-70B-Instruct" / "snapshots"
+    next(snapshots.glob("*/model-00002-of-00002.safetensors")).unlink()
+    code, checks, output = host(gpus="h200x2")
+    assert "complete in the cache" not in text(checks, "disk") and f"{model} 141.1 GB" in text(checks, "disk")
+
+
 def test_shm_for_tensor_parallelism():
     from bundle import doctor, render
     data = render.load_data()
