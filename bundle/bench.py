@@ -28,12 +28,15 @@ import os
 import shlex
 import subprocess
 import sys
+import threading
 import typing
+import urllib.request
 from pathlib import Path
 
 import yaml
 
 from bundle import deploy, options, render
+from launcher.command import DEFAULT_FLAGS
 
 SEED_FIGURES = Path(__file__).with_name("seed_figures.yaml")
 BENCH_TOOL = "sglang.bench_serving"          # the seed's command; a shim of sglang.benchmark.serving in 0.5.23
@@ -42,7 +45,7 @@ STANDIN_NOTE = ("STAND-IN ENGINE: the CPU stand-in (tests/standin) answers place
                 "model; these numbers measure the bundle's plumbing, never the engine")
 # Inside the container: the guard's port (SGLang's --port, from ENGINE_PORT) and the client key from
 # the deployment's secret file or variable, exported for the tool only, never on a command line.
-CONTAINER_CLIENT = ('cd /tmp && GUARD_PORT="${ENGINE_PORT:-8000}" && '
+CONTAINER_CLIENT = ('cd /tmp && GUARD_PORT="${ENGINE_PORT:-${PORT:-' + DEFAULT_FLAGS["--port"] + '}}" && '
                     'if [ -n "${ENGINE_API_KEY_FILE:-}" ]; then OPENAI_API_KEY=$(cat "$ENGINE_API_KEY_FILE"); '
                     'elif [ -n "${ENGINE_API_KEY:-}" ]; then OPENAI_API_KEY="$ENGINE_API_KEY"; fi; '
                     'if [ -n "${OPENAI_API_KEY:-}" ]; then export OPENAI_API_KEY; fi')
@@ -244,11 +247,18 @@ def find_target() -> Target:
     if result.returncode != 0:
         raise BenchError(f"docker compose rejects {compose_file}:\n{result.stderr.strip()}")
     config = json.loads(result.stdout)
-    key_file = Path(params.api_key_file) if params.api_key_file else None
-    if key_file and not key_file.is_absolute():
-        key_file = render.ROOT / key_file
-    return Target(files=files, url=deploy.local_url(params, data), api_key_file=key_file,
-                  service=engine_service(config), config=config)
+    service = engine_service(config)
+    return Target(files=files, url=deploy.local_url(params, data), api_key_file=api_key_file(config, service),
+                  service=service, config=config)
+
+
+def api_key_file(config: dict, service: str) -> Path | None:
+    """The host file behind the engine's ENGINE_API_KEY_FILE (a Compose secret, /run/secrets/<name>)."""
+    inside = (config["services"][service].get("environment") or {}).get("ENGINE_API_KEY_FILE")
+    if not inside:
+        return None
+    secret = (config.get("secrets") or {}).get(Path(inside).name) or {}
+    return Path(secret["file"]) if secret.get("file") else None
 
 
 def engine_service(config: dict) -> str:
@@ -305,11 +315,25 @@ def image_facts(target: Target) -> dict:
     return facts
 
 
+def says_standin(target: Target) -> bool:
+    """The stand-in says what it is on /model_info (a `standin` field); a real engine has no such field."""
+    headers = {}
+    if target.api_key_file and target.api_key_file.is_file():
+        headers["Authorization"] = "Bearer " + target.api_key_file.read_text().strip()
+    request = urllib.request.Request(target.url + "/model_info", headers=headers)
+    try:   # no proxy: the address is this host's
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=10) as answer:
+            return "standin" in json.loads(answer.read())
+    except (OSError, ValueError):
+        return False
+
+
 def deployment_record(target: Target) -> dict:
     """What was measured: hardware profile, preset, image, the engine's settings (flags). No secrets."""
     service = target.config["services"][target.service]
     environment = service.get("environment") or {}
     record = {**generated_by(target.files[0]), **image_facts(target)}
+    record["standin"] = record["standin"] or says_standin(target)
     record.update({
         "gpu": hardware_profile(record["hardware"]),
         "url": target.url,
@@ -429,15 +453,36 @@ def comparison_table(run: dict, seed: dict, record: dict, prompts: int | None = 
 
 # ---- running bench_serving ---------------------------------------------------------------------
 
-def stream(argv: list[str], log: Path, env=None, stdin=None) -> int:
-    """Run, showing its report as it comes (and keeping it in `log`); its progress bar, on stderr,
-    goes straight to the terminal."""
-    with open(log, "a") as kept, subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=stdin, text=True,
-                                                  env=env, bufsize=1) as process:
+STDERR_KEPT = 4000   # characters of a failed tool's stderr kept in its log (the reason it failed)
+
+
+def stream(argv: list[str], log: Path, env=None, stdin=None, cwd=None) -> int:
+    """Run, showing its report as it comes (and keeping it in `log`). Its stderr, where the progress bar
+    redraws itself with carriage returns, goes to the terminal as it comes; when the tool fails, the end
+    of it is added to `log`."""
+    tail = bytearray()
+
+    def forward_stderr(pipe) -> None:
+        for chunk in iter(lambda: os.read(pipe.fileno(), 4096), b""):
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.buffer.flush()
+            tail.extend(chunk)
+            del tail[:-STDERR_KEPT]
+
+    with open(log, "a") as kept, subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                  stdin=stdin, text=True, env=env, cwd=cwd,
+                                                  bufsize=1) as process:
+        reader = threading.Thread(target=forward_stderr, args=(process.stderr,), daemon=True)
+        reader.start()
         for line in process.stdout:
             sys.stdout.write(line)
             sys.stdout.flush()
             kept.write(line)
+        process.wait()
+        reader.join()
+        if process.returncode != 0:
+            kept.write(f"\n--- exit {process.returncode}; the end of its stderr ---\n"
+                       + tail.decode(errors="replace").replace("\r", "\n") + "\n")
     return process.returncode
 
 
@@ -463,8 +508,7 @@ def run_on_host(target: Target, settings: BenchSettings, folder: Path, concurren
     args = bench_serving_args(settings, concurrency, settings.tokenizer, settings.dataset_path,
                               str((folder / "bench_serving.jsonl").resolve()))
     argv = shlex.split(settings.client) + ["--host", host, "--port", port] + args
-    # bench_serving also writes nothing else to its working folder; run it in the results folder anyway.
-    code = stream(argv, folder / "bench_serving.log", env=client_environment(target, settings.offline))
+    code = stream(argv, folder / "bench_serving.log", env=client_environment(target, settings.offline), cwd=folder)
     return argv, code
 
 
