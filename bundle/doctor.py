@@ -85,6 +85,7 @@ class Host:
     rows: list              # dicts of NVIDIA_FIELDS (NVIDIA only)
     apps: list              # (gpu uuid, pid, process name, MiB)
     problem: str = ""       # why no GPU was read
+    own: list = dataclasses.field(default_factory=list)   # running containers of this port's deployment
 
 
 def run(command, timeout=COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess | None:
@@ -234,6 +235,15 @@ def check_gpus(host: Host, deployment: render.Deployment, gpu_ids: list) -> list
     return checks
 
 
+def running_deployment(data: dict, port: int) -> list[str]:
+    """Names of the running containers of this bundle's deployment on the port: the compose project
+    bundle/render.py names <project_prefix>-<port>. A redeploy finds its GPUs and port taken by them."""
+    project = f"{data['container']['project_prefix']}-{port}"
+    result = run(["docker", "ps", "--filter", f"label=com.docker.compose.project={project}", "--format",
+                  "{{.Names}}"])
+    return result.stdout.split() if result is not None and result.returncode == 0 else []
+
+
 def check_busy(host: Host, chosen: list[Gpu], count: int) -> Check:
     if host.vendor != "nvidia":
         return Check("gpus busy", WARN, "not checked on AMD (rocm-smi --showpids shows users)",
@@ -251,6 +261,9 @@ def check_busy(host: Host, chosen: list[Gpu], count: int) -> Check:
         if apps or used > BUSY_MIB:
             busy.append(f"GPU {g.index}: {used} MiB in use" + (f" by {', '.join(apps)}" if apps else
                                                               " (by a process not visible here)"))
+    if busy and host.own:
+        return Check("gpus busy", WARN, "; ".join(busy) + f"; this port's deployment is running "
+                     f"({', '.join(host.own)}): make deploy replaces it", "`make down` first to start from idle GPUs")
     if busy:
         return Check("gpus busy", FAIL, "; ".join(busy), "stop those programs (`make down` on the port of an "
                      "earlier deployment), or choose idle GPUs with GPUS=")
@@ -353,7 +366,7 @@ def check_shm(deployment: render.Deployment, size: int | None = None) -> Check:
     return Check("shm", PASS, what)
 
 
-def check_port(host: str, port: int) -> Check:
+def check_port(host: str, port: int, own: list | None = None) -> Check:
     address = host.strip("[]")
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -363,6 +376,9 @@ def check_port(host: str, port: int) -> Check:
             probe.bind((address, port))
         except OSError as err:
             taken = err.errno == errno.EADDRINUSE
+            if taken and own:
+                return Check("port", WARN, f"{host}:{port} is in use by this port's deployment ({', '.join(own)}): "
+                             "make deploy replaces it", f"`make down PORT={port}` first, or another PORT=")
             return Check("port", FAIL, f"{host}:{port} {'is in use' if taken else f'cannot be bound: {err.strerror}'}",
                          f"choose another PORT=, or `make down PORT={port}` if an earlier deployment holds it"
                          if taken else "set BIND_ADDRESS= to an address of this host")
@@ -436,7 +452,9 @@ def check_host(data: dict, chosen: dict, environ=None, online: bool = False) -> 
             checks.append(Check("preset", PASS, f"{chosen['preset']} on {hardware}: {models}"))
         except RenderError as err:
             checks.append(Check("preset", FAIL, str(err), "choose another PRESET= (`make presets`)"))
+    port = params.port or data["container"]["default_port"]
     host = read_host()
+    host.own = running_deployment(data, port)
     if deployment is not None:
         checks.append(check_gpu_runtime(deployment.vendor))
         checks += check_gpus(host, deployment, params.gpus)
@@ -450,7 +468,7 @@ def check_host(data: dict, chosen: dict, environ=None, online: bool = False) -> 
         checks.append(Check("gpus", FAIL, f"{seen}; not checked against a profile",
                             "install the GPU driver first" if not host.gpus else "set HARDWARE= (see hardware)"))
     bind = params.bind_address or data["container"]["default_bind_address"]
-    checks.append(check_port(render.parse_bind_address(bind)[0], params.port or data["container"]["default_port"]))
+    checks.append(check_port(render.parse_bind_address(bind)[0], port, host.own))
     token = download.token_file(data, params)
     checks.append(check_token(token))
     if online and deployment is not None:

@@ -301,6 +301,23 @@ def test_a_port_in_use_fails_with_the_fix(host):
     assert checks["port"] == [("PASS", f"127.0.0.1:{port} is free")]
 
 
+def test_a_redeploy_finds_the_port_and_gpus_held_by_its_own_deployment(host):
+    """make deploy on a port whose deployment runs replaces it: a warning, not a failure."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        # presets/container.yaml: project_prefix llama31-sglang; compose names the project <prefix>-<port>
+        running = f"llama31-sglang-{port} llama31-sglang-{port}-engine-1"
+        code, checks, output = host(gpus="h200x1-busy", PORT=str(port), FAKE_RUNNING=running)
+        assert verdict(checks, "port") == "WARN" and "make deploy replaces it" in text(checks, "port")
+        assert verdict(checks, "gpus busy") == "WARN"
+        assert f"llama31-sglang-{port}-engine-1" in text(checks, "gpus busy")
+        other = f"llama31-sglang-{port + 1} llama31-sglang-{port + 1}-engine-1"   # another port's deployment
+        code, checks, output = host(gpus="h200x1-busy", PORT=str(port), FAKE_RUNNING=other)
+        assert verdict(checks, "port") == "FAIL" and verdict(checks, "gpus busy") == "FAIL"
+
+
 def test_the_token_file_present_and_readable_by_its_owner_only(host):
     code, checks, output = host(gpus="h200x2")
     assert checks["token"] == [("PASS", f"{host.token} (mode 0600)")]
