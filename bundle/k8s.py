@@ -397,6 +397,16 @@ def validate_objects(objects: list[dict], versions=KUBERNETES_VERSIONS) -> list[
 
 # ---- command line -------------------------------------------------------------------------------
 
+# Where `make k8s` means something else than `make render` by the same variable.
+K8S_HELP = {"OUT": "the folder to write the manifests into (kubectl apply -f OUT)",
+            "REPLICAS": "engines behind the gateway: pods of GPUs/REPLICAS each, or with NODES= LeaderWorkerSet "
+                        "groups (default 1; the gateway is always there)"}
+
+
+def _render_options() -> tuple:
+    return (*(options.BY_VARIABLE[v] for v in ("HARDWARE", "PRESET", "OUT", "REPLICAS")), NODES)
+
+
 def _read(option: options.Option, given: str | None):
     return option.read(given if given is not None else os.environ.get(option.variable))
 
@@ -407,8 +417,9 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     one = sub.add_parser("render", help="write one pair's manifests into a folder [HARDWARE= PRESET= OUT= "
                                         "REPLICAS= NODES=]")
-    for option in (*(options.BY_VARIABLE[v] for v in ("HARDWARE", "PRESET", "OUT", "REPLICAS")), NODES):
-        one.add_argument(option.option, dest=option.field, metavar=option.variable, help=option.help)
+    for option in _render_options():
+        one.add_argument(option.option, dest=option.field, metavar=option.variable,
+                         help=K8S_HELP.get(option.variable, option.help))
     tree = sub.add_parser("tree", help="write the Kustomize base and overlays")
     tree.add_argument("--out", type=Path, default=TREE)
     check = sub.add_parser("validate", help="validate manifests (folders or files) against the schemas")
@@ -425,8 +436,7 @@ def main(argv=None) -> int:
             for path in write_tree(data, args.out):
                 print(path)
             return 0
-        chosen = {option.variable: _read(option, getattr(args, option.field))
-                  for option in (*(options.BY_VARIABLE[v] for v in ("HARDWARE", "PRESET", "OUT", "REPLICAS")), NODES)}
+        chosen = {option.variable: _read(option, getattr(args, option.field)) for option in _render_options()}
         for variable in ("HARDWARE", "OUT"):
             if chosen[variable] is None:
                 raise RenderError(f"{variable}= is required: make k8s HARDWARE=h100x4 PRESET=basic OUT=dir")

@@ -359,3 +359,23 @@ def test_the_image_registry_prefixes_both_images():
                     [*engine_pod_specs(objects).values(), one(objects, "Deployment", "gateway")["spec"]["template"]])
     assert images == ["registry.example.com/llm/llama31-sglang-bundle:sglang-0.5.23-cuda",
                       "registry.example.com/llm/llama31-sglang-gateway:smg-1.13.0"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl here to run its built-in kustomize")
+def test_the_site_overlay_in_the_docs_builds_and_validates(tmp_path):
+    text = (ROOT / "docs" / "kubernetes.md").read_text()
+    section = text[text.index("## A site overlay"):]
+    overlay = section[section.index("```yaml\n") + len("```yaml\n"):section.index("```\n", section.index("```yaml"))]
+    shutil.copytree(ROOT / "k8s", tmp_path / "k8s")
+    (tmp_path / "my-site").mkdir()
+    (tmp_path / "my-site" / "kustomization.yaml").write_text(overlay)
+    built = subprocess.run(["kubectl", "kustomize", str(tmp_path / "my-site")], capture_output=True, text=True,
+                           timeout=60, check=False)
+    assert built.returncode == 0, built.stderr
+    objects = list(yaml.safe_load_all(built.stdout))
+    assert k8s.validate_objects(objects) == []
+    assert {o["metadata"].get("namespace") for o in objects} == {"llm"}
+    pods = [*engine_pod_specs(objects).values(), one(objects, "Deployment", "gateway")["spec"]["template"]]
+    assert all(p["spec"]["containers"][0]["image"].startswith("registry.example.com/llm/") for p in pods)
+    assert one(objects, "PersistentVolumeClaim")["spec"]["storageClassName"] == "nfs-client"
+    assert one(objects, "RoleBinding")["subjects"][0]["namespace"] == "llm"
