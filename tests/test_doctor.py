@@ -371,6 +371,19 @@ def test_a_ready_host_passes_every_check_and_exits_0(host):
     assert output.rstrip().endswith("0 failed, 0 warning(s), 14 passed")
 
 
+def test_make_doctor_runs_it_with_the_make_variables(host):
+    env = {"PATH": f"{DOCTOR / 'fake-docker'}:{DOCTOR / 'bin'}:{os.environ['PATH']}", "HOME": str(host.tmp),
+           "VENV": str(ROOT / ".venv"), "FAKE_GPU_DIR": str(gpu_dir("h200x1-busy")), "FAKE_DOCKER_ENGINE": "20.10.24",
+           "FAKE_COMPOSE": "2.40.3", "HF_CACHE": str(host.tmp / "hf")}
+    result = subprocess.run([shutil.which("make"), "--no-print-directory", "doctor", "HARDWARE=h200x1",
+                             f"SECRETS_DIR={host.token.parent}", f"PORT={free_port()}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    checks = parse(result.stdout)
+    assert result.returncode == 2 and "Error 1" in result.stderr            # make reports doctor's exit 1
+    assert text(checks, "hardware") == "h200x1 (HARDWARE=)" and verdict(checks, "gpus busy") == "FAIL"
+    assert verdict(checks, "token") == "PASS"
+
+
 def test_a_bad_variable_is_refused_naming_it(host):
     code, checks, output = host(gpus="h200x2", PORT="80000")
     assert code == 2 and "PORT='80000': expected 1-65535" in output
