@@ -93,15 +93,14 @@ def free_port() -> int:
 
 
 def compose_override(port: int, environment: dict, gpu_machine: str = "h200x4", restart: str | None = None,
-                     engines: tuple = ("engine",), gateway: bool = False) -> dict:
+                     engines: tuple = ("engine",), gateway: bool = False, fast_healthcheck: bool = True) -> dict:
     """The test's changes to the rendered file: its port, the stand-in images and a fast healthcheck
     pace. `engines` are the engine services; with `gateway`, the gateway holds the port instead."""
-    engine = {
+    engine = {"environment": environment}
+    if fast_healthcheck:
         # Fast pace for the stand-in; a real /health generates a token, so give it SGLang's 20 s.
-        "healthcheck": ({"interval": "1s", "timeout": "5s", "retries": 2, "start_period": "600s"} if STANDIN
-                        else {"interval": "5s", "timeout": "30s", "retries": 3, "start_period": "3600s"}),
-        "environment": environment,
-    }
+        engine["healthcheck"] = ({"interval": "1s", "timeout": "5s", "retries": 2, "start_period": "600s"} if STANDIN
+                                 else {"interval": "5s", "timeout": "30s", "retries": 3, "start_period": "3600s"})
     if STANDIN:
         engine.update({
             "image": TEST_IMAGE,
@@ -163,7 +162,8 @@ class Stack:
     """One deployment: render + override + `docker compose` under a unique project name."""
 
     def __init__(self, workdir: Path, hardware=None, preset="basic", environment=None, api_key=True,
-                 gpu_machine="h200x4", restart=None, params: render.Params | None = None, replicas: int = 1):
+                 gpu_machine="h200x4", restart=None, params: render.Params | None = None, replicas: int = 1,
+                 fast_healthcheck: bool = True):
         self.workdir = workdir
         self.port = free_port()
         self.project = f"bundletest-{uuid.uuid4().hex[:10]}"
@@ -183,7 +183,7 @@ class Stack:
         self.override_file = workdir / "override.yml"
         self.override_file.write_text(yaml.safe_dump(compose_override(
             self.port, {"BUNDLE_PREFLIGHT": "1", **(environment or {})}, gpu_machine, restart,
-            engines=tuple(self.engines), gateway=replicas > 1)))
+            engines=tuple(self.engines), gateway=replicas > 1, fast_healthcheck=fast_healthcheck)))
         self.base = f"http://127.0.0.1:{self.port}"
 
     def compose(self, *args, check=True, timeout=600):
