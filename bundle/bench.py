@@ -419,8 +419,10 @@ def run_load(run: dict, prompts: int | None) -> dict:
 
 def load_differences(run: dict, seed_load: dict, prompts: int | None) -> list[str]:
     load = run_load(run, prompts)
-    return [f"{key} {load[key]} (seed: {seed_load[key]})" for key in seed_load
-            if not (key == "num_prompts" and prompts is None) and str(load[key]) != str(seed_load[key])]
+    def shown(value) -> str:
+        return "not set" if value is None else str(value)
+    return [f"{key} {shown(load[key])} (seed: {shown(seed_load[key])})" for key in seed_load
+            if not (key == "num_prompts" and prompts is None) and shown(load[key]) != shown(seed_load[key])]
 
 
 def comparison_rows(run: dict, seed: dict) -> list[dict]:
