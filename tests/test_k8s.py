@@ -300,6 +300,8 @@ def test_the_gateway_discovers_ready_engine_pods_in_its_own_namespace():
     assert {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}} in container["env"]
     assert (parsed.policy, parsed.health_check_endpoint) == ("cache_aware", "/ready")
     assert parsed.api_key == "edge-key"
+    from smg.router import Router
+    Router.from_args(parsed)        # the whole configuration through smg's Rust side; not started
 
 
 def test_the_gateways_rbac_lets_it_list_and_watch_pods_and_nothing_else():
