@@ -124,9 +124,10 @@ def test_the_gateway_exports_its_metrics_inside_the_network(replicas):
     assert "smg_worker_selection_total" in metrics or "smg_http_requests_total" in metrics, metrics[:2000]
 
 
-def test_no_secret_reaches_the_gateway_container_config_logs_or_processes(replicas):
-    inspected = json.dumps(replicas.inspect("gateway"))
-    logs = replicas.logs("gateway")
+@pytest.mark.parametrize("service", ["gateway", "engine-1", "engine-2"])
+def test_no_secret_reaches_any_containers_config_logs_or_processes(replicas, service):
+    inspected = json.dumps(replicas.inspect(service))
+    logs = replicas.logs(service)
     script = ("import os\n"
               "for p in os.listdir('/proc'):\n"
               "    if p.isdigit():\n"
@@ -134,8 +135,8 @@ def test_no_secret_reaches_the_gateway_container_config_logs_or_processes(replic
               "        except OSError: pass\n"
               "        try: print(open(f'/proc/{p}/environ','rb').read().replace(b'\\0', b' ').decode())\n"
               "        except OSError: pass\n")
-    processes = replicas.exec("python3", "-c", script, service="gateway").stdout
-    assert "smg" in processes                 # the scan saw the gateway itself
+    processes = replicas.exec("python3", "-c", script, service=service).stdout
+    assert ("smg" if service == "gateway" else "sglang.launch_server") in processes   # the scan saw the server
     for secret in (CANARY_API_KEY, CANARY_HF_TOKEN):
         assert secret not in inspected and secret not in logs and secret not in processes
 
