@@ -11,6 +11,7 @@ import time
 import pytest
 import requests
 
+from bundle import evaluate
 from launcher import supervise
 from launcher.credentials import EngineKeys
 from launcher.guard import Guard
@@ -78,6 +79,10 @@ def test_gsm8k_runs_through_the_guard_with_the_key(tmp_path, guarded_standin):
     result = run_eval(tmp_path, guarded_standin, USER_KEY)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Accuracy:" in result.stdout and "Output throughput:" in result.stdout
+    # make eval reads the tool's report as it really prints it; the stand-in answers words, never numbers
+    figures = evaluate.parse_report(result.stdout)
+    assert (figures["accuracy"], figures["invalid"]) == (0.0, 1.0) and figures["latency_s"] > 0
+    assert (tmp_path / "tmp_output_gsm8k.txt").read_text().count("Question: ") >= 2
 
 
 def test_gsm8k_without_the_key_is_refused(tmp_path, guarded_standin):
