@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 .PHONY: help options presets render hosts deploy down logs status bench bench-compare bench-settings eval test test-gpu provision compose-file readme catalogue routes generate
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 options: | $(PY) ## list the variables (HARDWARE=, PRESET=, PORT=, ...): flag, default, help
 	@$(PY) -m bundle.options
@@ -91,7 +91,7 @@ catalogue: ## regenerate launcher/sglang_flags.json from the installed SGLang (n
 routes: ## regenerate launcher/sglang_routes.json, the guard's admin routes, from the installed SGLang's source
 	$(PY) tools/gen_sglang_routes.py > launcher/sglang_routes.json.new && mv launcher/sglang_routes.json.new launcher/sglang_routes.json
 
-generate: catalogue routes compose-file readme ## everything generated (CI checks a fresh run changes nothing)
+generate: catalogue routes compose-file readme k8s-tree ## everything generated (CI checks a fresh run changes nothing)
 
 provision: ## developers/CI: Docker engine, Compose v2, test venv, local test images (no registry)
 	bash .ci/provision
