@@ -441,11 +441,11 @@ def comparison_table(run: dict, seed: dict, record: dict, prompts: int | None = 
     lines = [f"bench_serving vs the seed ({seed['setup']}), {shape}"]
     if standin:
         lines.append(STANDIN_NOTE)
-    header = f"{'figure':<32} {'seed':>10} {measured:>20} {'ratio':>8}  "
+    header = f"{'figure':<32} {'seed':>10} {measured:>20} {'ratio':>9}  "
     lines += [header, "-" * (len(header) + 18)]
     for row in comparison_rows(run, seed):
         lines.append(f"{row['label']:<32} {number(row['seed']):>10} {number(row['measured']):>20} "
-                     f"{shown_ratio(row['ratio']):>8}  {row['better']}")
+                     f"{shown_ratio(row['ratio']):>9}  {row['better']}")
     differences = load_differences(run, seed["load"], prompts)
     if differences:
         lines.append("note: not the seed's load shape (" + "; ".join(differences) + "): the ratios compare "

@@ -133,12 +133,12 @@ def comparison_table(figures: dict, references: list, standin: bool, questions: 
     lines = [f"GSM8K, {questions} questions, {shots}-shot ({TOOL}), accuracy"]
     if standin:
         lines.append(bench.STANDIN_NOTE)
-    header = f"{'reference':<28} {'accuracy':>9} {measured:>20} {'ratio':>8}  "
+    header = f"{'reference':<28} {'accuracy':>9} {measured:>20} {'ratio':>9}  "
     lines += [header, "-" * (len(header) + 18)]
     for reference in references:
         ratio = bench.ratio(figures["accuracy"], reference["accuracy"])
         lines.append(f"{reference['label']:<28} {reference['accuracy']:>9.3f} {figures['accuracy']:>20.3f} "
-                     f"{bench.shown_ratio(ratio):>8}  higher is better  ({reference['note']})")
+                     f"{bench.shown_ratio(ratio):>9}  higher is better  ({reference['note']})")
     lines.append(f"invalid answers {figures['invalid']:.3f}, {figures['latency_s']:.1f} s, "
                  f"{figures['output_throughput']:,.0f} output tok/s")
     return "\n".join(lines)
