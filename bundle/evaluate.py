@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
 import shlex
@@ -128,6 +129,16 @@ def failure_hint(settings: EvalSettings, folder: Path) -> str:
     return ""
 
 
+def verdict(accuracy: float, references: list, questions: int) -> str:
+    """Above or below each reference, and how much 'questions' answers can tell apart (two standard
+    errors of an accuracy near the first reference's)."""
+    sides = [f"{'at or above' if accuracy >= r['accuracy'] else 'BELOW'} {r['label']} ({r['accuracy']:.3f})"
+             for r in references]
+    p = references[0]["accuracy"]
+    noise = 2 * math.sqrt(p * (1 - p) / questions)
+    return f"verdict: {accuracy:.3f} is " + "; ".join(sides) + f" (noise at {questions} questions: +/-{noise:.3f})"
+
+
 def comparison_table(figures: dict, references: list, standin: bool, questions: int, shots: int) -> str:
     measured = "measured (stand-in)" if standin else "measured"
     lines = [f"GSM8K, {questions} questions, {shots}-shot ({TOOL}), accuracy"]
@@ -139,6 +150,7 @@ def comparison_table(figures: dict, references: list, standin: bool, questions: 
         ratio = bench.ratio(figures["accuracy"], reference["accuracy"])
         lines.append(f"{reference['label']:<28} {reference['accuracy']:>9.3f} {figures['accuracy']:>20.3f} "
                      f"{bench.shown_ratio(ratio):>9}  higher is better  ({reference['note']})")
+    lines.append(verdict(figures["accuracy"], references, questions))
     lines.append(f"invalid answers {figures['invalid']:.3f}, {figures['latency_s']:.1f} s, "
                  f"{figures['output_throughput']:,.0f} output tok/s")
     return "\n".join(lines)

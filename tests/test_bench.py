@@ -266,6 +266,9 @@ def test_the_gsm8k_table_compares_with_the_seed_and_the_nightly_threshold():
     assert cells(nightly_line, "SGLang nightly threshold")[:5] == ["0.890", "0.920", "1.03x", "higher", "is"]
     assert "test_text_models_gsm8k_eval.py line 34" in nightly_line
     assert "stand-in" not in table and "invalid answers 0.005, 7.5 s, 2,400 output tok/s" in table
+    # two standard errors at 200 questions near 0.935: 2 * sqrt(0.935 * 0.065 / 200) = 0.03487
+    assert ("verdict: 0.920 is BELOW seed (4x H100, TP 4) (0.935); at or above SGLang nightly threshold (0.890) "
+            "(noise at 200 questions: +/-0.035)") in table
 
 
 # ---- the deployment record and the results folders -----------------------------------------------
