@@ -40,6 +40,11 @@ DATASOURCE_FILE = ROOT / "monitoring" / "grafana" / "provisioning" / "datasource
 PROVISIONING_DIR = ROOT / "monitoring" / "grafana" / "provisioning"
 DASHBOARDS_DIR = DASHBOARD_FILE.parent
 
+# templates/monitoring.yml.j2's services. They have no healthcheck (Debian's Prometheus image has
+# no HTTP client to run one), so `make deploy` waits on the deployment's own services, not these.
+SERVICES = ("prometheus", "grafana")
+# Compose-time variables that move the published ports (the data's host_port is their default).
+PORT_VARIABLES = {"prometheus": "PROMETHEUS_PORT", "grafana": "GRAFANA_PORT"}
 COMPOSE_NAME = "monitoring.yml"              # beside the deployment's docker-compose.yml
 SCRAPE_CONFIG_NAME = "prometheus.yml"
 GRAFANA_PASSWORD_NAME = "grafana_admin_password"   # a file in the secrets folder, made at first use
@@ -269,6 +274,7 @@ def render(data: dict, out_dir: Path, *, engine_services: list[str], engine_port
         "command": command,
         "prometheus": data["prometheus"],
         "grafana": data["grafana"],
+        "port_variables": PORT_VARIABLES,
         "api_key_secret": API_KEY_SECRET if api_key else None,
         "grafana_password_secret": GRAFANA_PASSWORD_NAME,
         "grafana_password_file": _relative(secrets_dir / GRAFANA_PASSWORD_NAME, out_dir),
@@ -323,11 +329,12 @@ def remove(compose_file: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def urls(data: dict | None = None) -> dict[str, str]:
-    """Where the operator finds Prometheus and Grafana on this host (the compose-time defaults)."""
+def urls(data: dict | None = None, environ=os.environ) -> dict[str, str]:
+    """Where the operator finds Prometheus and Grafana on this host: PROMETHEUS_PORT= and
+    GRAFANA_PORT= as Compose reads them, else the data's defaults."""
     data = data or load_data()
-    return {"prometheus": f"http://127.0.0.1:{data['prometheus']['host_port']}",
-            "grafana": f"http://127.0.0.1:{data['grafana']['host_port']}"}
+    return {service: f"http://127.0.0.1:{environ.get(variable) or data[service]['host_port']}"
+            for service, variable in PORT_VARIABLES.items()}
 
 
 # ---- command line --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ The expressions are evaluated against a real Prometheus in tests/e2e/test_e2e_mo
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -197,6 +198,7 @@ def test_one_engine_with_a_key_scrapes_through_the_guard_with_the_key_file(tmp_p
     for path in out.parent.iterdir():
         assert "sk-monitoring-secret-value" not in path.read_text()
     config = compose_config(out, monitoring_file)
+    assert set(yaml.safe_load(monitoring_file.read_text())["services"]) == set(monitoring.SERVICES)
     prometheus = config["services"]["prometheus"]
     assert [s["source"] for s in prometheus["secrets"]] == ["api_key"]
     assert prometheus["ports"][0]["host_ip"] == "127.0.0.1"
@@ -236,6 +238,18 @@ def test_compose_files_follow_the_last_render(tmp_path):
     assert monitoring.compose_files(out) == []
     assert not any(path.exists() for path in monitoring.rendered_files(out))
     assert out.is_file()
+
+
+def test_published_ports_move_with_their_compose_variables(tmp_path):
+    out, monitoring_file = render_deployment(tmp_path)
+    args = ["docker", "compose", "-p", "monitoring-unit", "-f", str(out), "-f", str(monitoring_file),
+            "config", "--format", "json"]
+    env = {**os.environ, "PROMETHEUS_PORT": "19090", "GRAFANA_PORT": "13000"}
+    services = json.loads(subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout)["services"]
+    assert services["prometheus"]["ports"][0]["published"] == "19090"
+    assert services["grafana"]["ports"][0]["published"] == "13000"
+    assert monitoring.urls(environ={"PROMETHEUS_PORT": "19090"}) == {
+        "prometheus": "http://127.0.0.1:19090", "grafana": "http://127.0.0.1:3000"}
 
 
 def test_grafana_password_is_made_once_private_and_kept(tmp_path):
