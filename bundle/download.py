@@ -32,16 +32,15 @@ HF_CACHE = options.Option(
     "hf_cache_default); read by docker compose at up time, by make download and make doctor",
     commands=(), param=False, value_name="/data/hf")
 
-# What serving reads from a checkpoint: the weights (safetensors and their index), configs and the
-# tokenizer. Not Meta's original/ consolidated .pth files (another 141 GB for the 70B). Every JSON
-# file is taken, original/params.json included (a few KB in all): SGLang 0.5.23 looks up a quantized
-# model's config with snapshot_download(allow_patterns="*.json", local_files_only=HF_HUB_OFFLINE)
+# What serving reads from a checkpoint: the weights (safetensors), every JSON file (configs, the
+# weights' index, the JSON tokenizer files; a few KB in all) and the tokenizer or chat template where
+# a checkpoint ships them in another form (tokenizer.model, chat_template.jinja). Not Meta's
+# original/ consolidated .pth weights (another 141 GB for the 70B), READMEs or licences. Every JSON
+# file, original/params.json too: SGLang 0.5.23 looks up a quantized model's config with
+# snapshot_download(allow_patterns="*.json", local_files_only=HF_HUB_OFFLINE)
 # (srt/model_loader/weight_utils.py), and huggingface_hub refuses that offline when any JSON file of
 # the repository is missing from the cache (tests/test_download.py shows both).
-ALLOW_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "config*.json",
-                  "generation_config.json", "tokenizer*", "special_tokens_map.json", "chat_template*")
-IGNORE_PATTERNS = ("original/*.pth", "original/tokenizer.model")
-
+ALLOW_PATTERNS = ("*.safetensors", "*.json", "tokenizer*", "chat_template*")
 
 # A live download writes its partial file every 10 MiB (huggingface_hub's DOWNLOAD_CHUNK_SIZE);
 # one untouched this long belongs to a run that was stopped.
@@ -115,8 +114,7 @@ def is_complete(repo: str, cache: Path) -> bool:
     from huggingface_hub.errors import CachedRepoTreeNotFoundError, LocalEntryNotFoundError
     try:
         get_cached_repo_tree(repo, cache_dir=cache)
-        snapshot_download(repo, cache_dir=cache, allow_patterns=list(ALLOW_PATTERNS),
-                          ignore_patterns=list(IGNORE_PATTERNS), local_files_only=True)
+        snapshot_download(repo, cache_dir=cache, allow_patterns=list(ALLOW_PATTERNS), local_files_only=True)
     except (CachedRepoTreeNotFoundError, LocalEntryNotFoundError, OSError):
         return False   # IncompleteSnapshotError is a LocalEntryNotFoundError
     return True
@@ -128,8 +126,7 @@ def fetch(repo: str, cache: Path, token: str | None) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
     try:
-        return snapshot_download(repo, cache_dir=cache, allow_patterns=list(ALLOW_PATTERNS),
-                                 ignore_patterns=list(IGNORE_PATTERNS), token=token or False)
+        return snapshot_download(repo, cache_dir=cache, allow_patterns=list(ALLOW_PATTERNS), token=token or False)
     except GatedRepoError:
         raise DownloadError(f"{repo} is gated and the Hub did not accept the token "
                             f"{'(none given)' if not token else 'from the secret file'}: accept the licence "

@@ -110,6 +110,7 @@ GPU_CASES = [
     ("h200x4", "h100x4", "", "PASS FAIL PASS PASS PASS"),              # H200s are not H100s
     ("h200x1-idle", "", "", "PASS PASS PASS PASS PASS"),               # recorded 2026-11-28
     ("h200x1-busy", "", "", "PASS PASS PASS FAIL PASS"),               # recorded: 20 GiB held by python3
+    ("h200x1-busy-unseen", "", "", "PASS PASS PASS FAIL PASS"),        # derived: held, no process listed
     ("h200x2-busy", "", "", "PASS PASS PASS FAIL PASS"),               # derived: GPU 1 held
     ("h200x2-busy", "h200x1", "0", "PASS PASS PASS PASS PASS"),        # GPU 0 of it is idle
     ("h100x1-old-driver", "h100x2", "", "FAIL PASS PASS PASS FAIL"),   # derived: driver 570 < 580
@@ -133,6 +134,12 @@ def test_a_busy_gpu_names_the_process_and_the_fix(host):
                                             "those programs (`make down` on the port of an earlier deployment), "
                                             "or choose idle GPUs with GPUS=")]
     assert code == 1
+
+
+def test_memory_in_use_without_a_listed_process_is_busy_too(host):
+    """nvidia-smi in a container lists no process of the host or of other containers."""
+    code, checks, output = host(gpus="h200x1-busy-unseen")
+    assert text(checks, "gpus busy").startswith("GPU 0: 21007 MiB in use (by a process not visible here)")
 
 
 def test_an_old_driver_fails_against_the_images_cuda_with_the_fix(host):

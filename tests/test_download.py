@@ -98,6 +98,25 @@ def test_what_serving_needs_arrives_in_the_mounted_cache_and_original_does_not(t
     assert "Fetching 9 files" in result.stderr          # huggingface_hub's progress bar
 
 
+def test_other_checkpoint_layouts_keep_their_tokenizer_and_chat_template(tmp_path, hub):
+    """Not the layout of the bundle's checkpoints (theirs are JSON): the forms other ones ship."""
+    repo = {name: blob(name) for name in ("config.json", "model.safetensors", "tokenizer.model",
+                                          "chat_template.jinja", "README.md", "original/consolidated.00.pth",
+                                          "images/diagram.png")}
+    fake = hub({"org/other-model": repo})
+    env = setup(tmp_path, fake)
+    code = f"""
+from pathlib import Path
+from bundle import download
+print(download.fetch("org/other-model", Path({str(tmp_path / "hf" / "hub")!r}), None))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert files_in(Path(result.stdout.strip())) == {"config.json", "model.safetensors", "tokenizer.model",
+                                                     "chat_template.jinja"}
+
+
 def test_the_token_reaches_the_hub_only_in_the_authorization_header(tmp_path, hub):
     fake = hub()
     result = download(setup(tmp_path, fake))
