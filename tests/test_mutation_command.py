@@ -6,7 +6,7 @@ import pytest
 from launcher import command
 from launcher.command import build_config, check_conflicts, collect_arguments, collect_environment, \
     is_service_link
-from launcher.settings import BundleSettings, ConfigError
+from launcher.settings import BUNDLE_SETTINGS, BundleSettings, ConfigError
 
 
 def cfg(environ=None, args=()):
@@ -417,4 +417,6 @@ def test_environment_reference_rows(catalogue):
     assert rows["ENGINE_NO_ENABLE_TF32_MATMUL"][2] == "bool"
     assert rows["ENGINE_UVICORN_ACCESS_LOG_EXCLUDE_PREFIXES"][2:] == ["list of str", "[]"]
     assert rows["ENGINE_LORA_PATHS"][2:] == ["list of str", ""]
-    assert len(lines) == 1 + 7 + 2 + 3 + sum(len(f.options) for f in catalogue.flags)
+    # a header, one row per BUNDLE_* setting, the two aliases, the three secrets, one per option
+    assert len(lines) == 1 + len(BUNDLE_SETTINGS) + 2 + 3 + sum(len(f.options) for f in catalogue.flags)
+    assert [line.split("\t")[0] for line in lines[1:1 + len(BUNDLE_SETTINGS)]] == [s.env for s in BUNDLE_SETTINGS]
