@@ -96,6 +96,16 @@ def run(command, timeout=COMMAND_TIMEOUT_S) -> subprocess.CompletedProcess | Non
         return None
 
 
+def json_answer(result: subprocess.CompletedProcess | None, default):
+    """A command's JSON output, or the default when it failed or printed something else."""
+    if result is None or result.returncode != 0:
+        return default
+    try:
+        return json.loads(result.stdout)
+    except ValueError:
+        return default
+
+
 def version_tuple(text: str) -> tuple:
     match = re.search(r"(\d+)\.(\d+)", text or "")
     return (int(match.group(1)), int(match.group(2))) if match else ()
@@ -136,8 +146,7 @@ def check_gpu_runtime(vendor: str) -> Check:
             return Check("gpu runtime", FAIL, f"{' and '.join(missing)} missing: the container cannot reach "
                          "the GPUs", "install the ROCm kernel driver (amdgpu-dkms) and reboot")
         return Check("gpu runtime", PASS, "/dev/kfd and /dev/dri present (ROCm)")
-    info = run(["docker", "info", "--format", "{{json .Runtimes}}"])
-    runtimes = json.loads(info.stdout or "{}") if info is not None and info.returncode == 0 else {}
+    runtimes = json_answer(run(["docker", "info", "--format", "{{json .Runtimes}}"]), {}) or {}
     hook = shutil.which(NVIDIA_HOOK)
     if hook or "nvidia" in (runtimes or {}):
         where = hook or "docker's nvidia runtime"
@@ -273,23 +282,22 @@ def check_busy(host: Host, chosen: list[Gpu], count: int) -> Check:
 
 def image_cuda(reference: str) -> str | None:
     """CUDA_VERSION of the image, from the local copy when there is one, else from the tag (cu130 -> 13.0)."""
-    inspect = run(["docker", "image", "inspect", "--format", "{{json .Config.Env}}", reference])
-    if inspect is not None and inspect.returncode == 0:
-        for entry in json.loads(inspect.stdout or "[]") or []:
-            if entry.startswith("CUDA_VERSION="):
-                return entry.split("=", 1)[1]
+    for entry in json_answer(run(["docker", "image", "inspect", "--format", "{{json .Config.Env}}", reference]),
+                             []) or []:
+        if entry.startswith("CUDA_VERSION="):
+            return entry.split("=", 1)[1]
     match = re.search(r"-cu(\d+)(\d)\b", reference)
     return f"{match.group(1)}.{match.group(2)}" if match else None
 
 
-def check_driver(host: Host, deployment: render.Deployment, gpu_ids: list) -> Check:
+def check_driver(host: Host, deployment: render.Deployment, gpu_ids: list, base_image: str) -> Check:
     if deployment.vendor != "nvidia":
         return Check("driver", PASS, "ROCm: the image carries its user-space stack")
     chosen = selected(host, gpu_ids) or host.gpus
     if not chosen:
         return Check("driver", FAIL, "no NVIDIA driver answers (nvidia-smi)", "install the NVIDIA driver "
                      f"{deployment.image.get('min_driver') or ''} or later")
-    cuda = image_cuda(deployment.base_image)
+    cuda = image_cuda(base_image)
     # As the container will check it: BUNDLE_GPU_DRIVER_MIN from the lane, else the image's CUDA.
     lane = required_driver(BundleSettings.from_environ(
         {"BUNDLE_GPU_DRIVER_MIN": str(deployment.image["min_driver"])} if deployment.image.get("min_driver") else {}),
@@ -298,7 +306,7 @@ def check_driver(host: Host, deployment: render.Deployment, gpu_ids: list) -> Ch
     needed = max(lane, by_cuda)
     driver = chosen[0].driver
     major = int(driver.split(".")[0]) if driver[:1].isdigit() else 0
-    what = f"driver {driver}; the image ({deployment.base_image}, CUDA {cuda or '?'}) needs {needed or '?'}+"
+    what = f"driver {driver}; the image ({base_image}, CUDA {cuda or '?'}) needs {needed or '?'}+"
     if needed and major < needed:
         return Check("driver", FAIL, what, f"install NVIDIA driver {needed} or later (the engine would stop "
                      "with CUDA error 804)")
@@ -458,7 +466,9 @@ def check_host(data: dict, chosen: dict, environ=None, online: bool = False) -> 
     if deployment is not None:
         checks.append(check_gpu_runtime(deployment.vendor))
         checks += check_gpus(host, deployment, params.gpus)
-        checks.append(check_driver(host, deployment, params.gpus))
+        # The image the compose file builds FROM, as bundle/render.py chooses it.
+        base_image = params.base_image or deployment.base_image
+        checks.append(check_driver(host, deployment, params.gpus, base_image))
         checks.append(check_disk(deployment, download.hub_cache(data, environ)))
         checks.append(check_shm(deployment))
     else:

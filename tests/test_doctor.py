@@ -150,6 +150,17 @@ def test_an_old_driver_fails_against_the_images_cuda_with_the_fix(host):
     assert "install NVIDIA driver 580 or later" in detail
 
 
+def test_the_cuda_of_a_local_image_and_of_base_image(host):
+    image_env = json.dumps(["PATH=/usr/local/cuda/bin:/usr/bin", "CUDA_VERSION=13.0.1"])
+    code, checks, output = host(gpus="h200x2", FAKE_IMAGE_ENV=image_env)
+    assert text(checks, "driver") == ("driver 580.159.04; the image (lmsysorg/sglang:v0.5.23-cu130-runtime, "
+                                      "CUDA 13.0.1) needs 580+")
+    # An older CUDA image given with BASE_IMAGE=: its tag says 12.9 (575); the lane's floor, 580, stays.
+    code, checks, output = host(gpus="h100x1-old-driver", HARDWARE="h100x2", BASE_IMAGE="lmsysorg/sglang:v0.5.9-cu129")
+    assert text(checks, "driver").startswith("driver 570.172.08; the image (lmsysorg/sglang:v0.5.9-cu129, "
+                                             "CUDA 12.9) needs 580+")
+
+
 def test_a_mixed_host_names_the_odd_gpu(host):
     code, checks, output = host(gpus="h200x4-wrong-model", HARDWARE="h200x4")
     assert text(checks, "gpu model").startswith("NVIDIA H100 80GB HBM3 is not h200x4's NVIDIA H200")
