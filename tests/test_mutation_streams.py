@@ -310,9 +310,9 @@ def test_engine_socket_closes_its_socket_when_the_connect_fails(monkeypatch):
             super().__init__(*args)
             made.append(self)
 
-    monkeypatch.setattr(streams.socket, "socket", Recording)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(streams.socket, "socket", Recording)
         port = probe.getsockname()[1]          # bound, not listening: a connect is refused
         address = (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))
 
