@@ -110,6 +110,8 @@ def remove_stale_partials(cache: Path, repo: str, now: float | None = None) -> i
 def is_complete(repo: str, cache: Path) -> bool:
     """Whether the cache holds every file `fetch` takes of the repository, by the listing
     huggingface_hub cached when it downloaded it (no network; False without that listing)."""
+    if not repo_folder(cache, repo).is_dir():
+        return False
     from huggingface_hub import get_cached_repo_tree, snapshot_download
     from huggingface_hub.errors import CachedRepoTreeNotFoundError, LocalEntryNotFoundError
     try:
