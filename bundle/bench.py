@@ -252,6 +252,23 @@ def find_target() -> Target:
                   service=service, config=config)
 
 
+def container_endpoint(config: dict) -> tuple[str, str]:
+    """Host and port that bench/eval talk to from inside the engine container: its own guard, or, when
+    the deployment has SGLang's gateway in front of several engines (REPLICAS=), the gateway by its
+    service name on the deployment's network, the one endpoint clients have."""
+    gateway = config["services"].get(deploy.GATEWAY_SERVICE)
+    if gateway and gateway.get("ports"):
+        return deploy.GATEWAY_SERVICE, str(gateway["ports"][0]["target"])
+    return "127.0.0.1", '"$GUARD_PORT"'
+
+
+def container_client(config: dict, service: str) -> str:
+    """Where the in-container run goes, in words."""
+    host, port = container_endpoint(config)
+    return (f"the engine container ({service}) -> the gateway on {host}:{port}" if host == deploy.GATEWAY_SERVICE
+            else f"the engine container ({service}) -> its guard on 127.0.0.1")
+
+
 def api_key_file(config: dict, service: str) -> Path | None:
     """The host file behind the engine's ENGINE_API_KEY_FILE (a Compose secret, /run/secrets/<name>)."""
     inside = (config["services"][service].get("environment") or {}).get("ENGINE_API_KEY_FILE")
@@ -338,6 +355,7 @@ def deployment_record(target: Target) -> dict:
         "gpu": hardware_profile(record["hardware"]),
         "url": target.url,
         "api_key": any(name.startswith("ENGINE_API_KEY") for name in environment),
+        "gateway": deploy.GATEWAY_SERVICE in target.config["services"],
         "engine_settings": public_settings(environment),
         "overrides": [str(f) for f in target.files[1:]],
     })
@@ -538,8 +556,8 @@ def run_in_container(target: Target, settings: BenchSettings, folder: Path, conc
         if settings.dataset_path else None
     output = f"/tmp/bundle-bench-{folder.name}.jsonl"
     args = bench_serving_args(settings, concurrency, tokenizer, dataset, output)
-    script = (f'{CONTAINER_CLIENT} && exec python3 -m {BENCH_TOOL} --host 127.0.0.1 --port "$GUARD_PORT" '
-              + shlex.join(args))
+    host, port = container_endpoint(target.config)
+    script = f'{CONTAINER_CLIENT} && exec python3 -m {BENCH_TOOL} --host {host} --port {port} ' + shlex.join(args)
     offline = ["-e", "HF_HUB_OFFLINE=1"] if settings.offline else []
     argv = target.compose("exec", "-T", *offline, target.service, "sh", "-c", script)
     code = stream(argv, folder / "bench_serving.log")
@@ -564,7 +582,7 @@ def run(environ=None) -> int:
     seed = load_seed()["bench"]
     folder = results_folder(settings.results_dir, record)
     where = (f"this host ({settings.client}) -> {target.url}" if settings.client
-             else f"the engine container ({target.service}) -> its guard on 127.0.0.1")
+             else container_client(target.config, target.service))
     print(f"==> bench_serving from {where}; results in {folder}", flush=True)
     commands = []
     for concurrency in settings.runs:

@@ -110,8 +110,9 @@ def run_on_host(target: bench.Target, settings: EvalSettings, folder: Path) -> t
 def run_in_container(target: bench.Target, settings: EvalSettings, folder: Path) -> tuple[list, int]:
     data = bench.copy_into_container(target, settings.data, "bundle-gsm8k.jsonl") if settings.data else None
     work = f"/tmp/bundle-eval-{folder.name}"
-    script = (f'{bench.CONTAINER_CLIENT} && mkdir -p {work} && cd {work} && exec python3 - --host 127.0.0.1 '
-              f'--port "$GUARD_PORT" ' + shlex.join(tool_args(settings, data)))
+    host, port = bench.container_endpoint(target.config)
+    script = (f'{bench.CONTAINER_CLIENT} && mkdir -p {work} && cd {work} && exec python3 - --host {host} '
+              f'--port {port} ' + shlex.join(tool_args(settings, data)))
     argv = target.compose("exec", "-T", target.service, "sh", "-c", script)
     with open(RUNNER) as runner:   # fed on stdin: the image needs no copy of the bundle's tools
         code = bench.stream(argv, folder / "gsm8k.log", stdin=runner)
@@ -163,7 +164,7 @@ def run(environ=None) -> int:
     seed = bench.load_seed()["gsm8k"]
     folder = bench.results_folder(settings.results_dir, record)
     where = (f"this host ({settings.client}) -> {target.url}" if settings.client
-             else f"the engine container ({target.service}) -> its guard on 127.0.0.1")
+             else bench.container_client(target.config, target.service))
     print(f"==> {TOOL} from {where}; results in {folder}", flush=True)
     runner = run_on_host if settings.client else run_in_container
     argv, code = runner(target, settings, folder)

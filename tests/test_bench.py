@@ -309,6 +309,29 @@ def test_the_api_key_comes_from_the_deployments_own_secret():
         bench.engine_service({"services": {"gateway": {"environment": {}}}})
 
 
+def compose_config(tmp_path, hardware, replicas) -> dict:
+    """The rendered file as the real Compose reads it (what make bench reads)."""
+    out = tmp_path / f"{hardware}-{replicas}.yml"
+    params = render.Params(port=8123, replicas=replicas, api_key_file="secrets/api_key")
+    render.write(render.load_data(), hardware, "basic", params, out, "test")
+    result = subprocess.run(["docker", "compose", "-f", str(out), "config", "--format", "json"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_in_the_container_the_tools_talk_to_the_guard_or_to_the_gateway_in_front_of_the_engines(tmp_path):
+    single = compose_config(tmp_path, "h100x4", 1)
+    assert bench.engine_service(single) == "engine"
+    assert bench.container_endpoint(single) == ("127.0.0.1", '"$GUARD_PORT"')
+    assert bench.api_key_file(single, "engine") == ROOT / "secrets" / "api_key"
+    replicas = compose_config(tmp_path, "h100x8", 2)
+    assert bench.engine_service(replicas) == "engine-1"
+    assert bench.container_endpoint(replicas) == ("gateway", "8000")   # the gateway's port on the network
+    assert bench.api_key_file(replicas, "engine-1") == ROOT / "secrets" / "api_key"
+    assert "the gateway on gateway:8000" in bench.container_client(replicas, "engine-1")
+
+
 def test_results_folders_are_named_by_time_hardware_preset_and_never_reused(tmp_path):
     import datetime
     now = datetime.datetime(2026, 11, 28, 21, 5, 9, tzinfo=datetime.timezone.utc)
