@@ -512,6 +512,7 @@ def main(argv=None) -> int:
         data = render.load_data()
         chosen = options.read(options.DEPLOY, args)
         online = ONLINE.read(args.online or environ.get(ONLINE.variable))
+        download.hf_cache(data, environ)   # HF_CACHE= checked here, before any check runs
     except RenderError as err:
         print(f"doctor: {err}", file=sys.stderr)
         return 2

@@ -405,3 +405,5 @@ def test_make_doctor_runs_it_with_the_make_variables(host):
 def test_a_bad_variable_is_refused_naming_it(host):
     code, checks, output = host(gpus="h200x2", PORT="80000")
     assert code == 2 and "PORT='80000': expected 1-65535" in output
+    code, checks, output = host(gpus="h200x2", HF_CACHE="data/hf")
+    assert code == 2 and "HF_CACHE='data/hf': expected an absolute folder" in output and not checks

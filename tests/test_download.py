@@ -266,6 +266,14 @@ except IncompleteSnapshotError as err:
     assert "refused:" in result.stdout and "original/params.json" in result.stdout, result.stdout + result.stderr
 
 
+def test_a_relative_cache_folder_is_refused_naming_the_variable(tmp_path, hub):
+    fake = hub()
+    result = download(setup(tmp_path, fake, HF_CACHE="data/hf"))
+    assert result.returncode == 1
+    assert "HF_CACHE='data/hf': expected an absolute folder" in result.stderr
+    assert fake.requests == []
+
+
 def test_the_cache_folder_is_the_one_the_compose_file_mounts():
     from bundle import download, render
     data = render.load_data()
