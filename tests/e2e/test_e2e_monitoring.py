@@ -170,6 +170,10 @@ def test_prometheus_scrapes_the_engine_through_the_guard(monitored):
 def test_every_dashboard_and_alert_query_returns_data_under_load(monitored):
     panels, rules = generated_expressions()
     alerts = [rule["expr"] for rule in rules if rule["alert"] != "SGLangEngineDown"]   # the last test's
+    # "Growing" compares with 5 minutes earlier: first an idle queue at two steps of the rule's
+    # subquery (its resolution is the evaluation interval), as before real load arrives.
+    wait_for(lambda: monitored.values("count_over_time((sum(sglang:num_queue_reqs) == 0)[5m:])") >= [2.0],
+             90, "an idle queue on record")
     with Load(monitored.stack) as load:
         def missing():
             return [expr for expr in panels + alerts if not has_finite_data(monitored, expr)] or None
