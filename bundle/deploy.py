@@ -1,7 +1,7 @@
 """`make deploy`: render, validate, start, wait until really ready, print the endpoint.
 
 Ordered single-purpose steps, each one failing with a message that says what to do:
-    1. check_docker          Docker engine and Compose v2 answer
+    1. check_host            make doctor's checks (bundle/doctor.py); SKIP_DOCTOR=1: Docker and Compose only
     2. choose_hardware       HARDWARE= or the one profile nvidia-smi matches
     3. render_compose_file   deploy/port-<PORT>/docker-compose.yml from the preset data
     4. check_secrets         the Hugging Face token file (and key files, ENV_FILE) exist and are not empty
@@ -33,7 +33,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bundle import render
+from bundle import doctor, render
 from bundle import options  # noqa: E402
 from launcher.settings import EXIT_CONFIG_ERROR
 
@@ -293,7 +293,12 @@ def main(argv=None) -> int:
         data = render.load_data()
         chosen = options.read(options.DEPLOY, args)
         params = options.params(chosen)
-        check_docker()
+        if chosen["skip_doctor"]:
+            check_docker()
+        else:
+            say("checking the host (make doctor; SKIP_DOCTOR=1 skips it)")
+            if not doctor.report(doctor.check_host(data, chosen)):
+                raise DeployError("the host checks above failed: fix them, or SKIP_DOCTOR=1 to deploy anyway")
         hardware = choose_hardware(data, chosen["hardware"], params.gpus)
         out = deploy_file(params.port or data["container"]["default_port"])
         deployment = render_compose_file(data, hardware, chosen["preset"], params, out)

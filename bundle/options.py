@@ -161,6 +161,8 @@ OPTIONS = (
            "repository:tag@sha256:... pins it", value_name="image"),
     Option("OVERRIDE", list, path_list, "compose files merged over the rendered one (tests, site tweaks)",
            default=[], commands=(DEPLOY,), param=False, value_name="a.yml,b.yml"),
+    Option("SKIP_DOCTOR", bool, switch, "1: make deploy skips make doctor's host checks", default=False,
+           commands=(DEPLOY,), param=False, value_name="1"),
     Option("DEPLOY_TIMEOUT", float, seconds, "seconds to wait until the engine is ready", default=3600.0,
            commands=(DEPLOY,), param=False, flag="--timeout", value_name="3600"),
 )

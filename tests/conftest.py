@@ -5,6 +5,10 @@ import pytest
 from launcher.sglang_flags import Catalogue
 
 TARGET = os.environ.get("BUNDLE_TEST_TARGET", "standin")
+# make deploy runs make doctor's host checks first; the stand-in hosts have no GPU, toolkit or 141 GB
+# of disk, so the stand-in suite deploys without them (tests/test_doctor.py tests the checks).
+if TARGET == "standin":
+    os.environ.setdefault("SKIP_DOCTOR", "1")
 
 
 @pytest.fixture(scope="session")

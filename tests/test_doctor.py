@@ -407,3 +407,23 @@ def test_a_bad_variable_is_refused_naming_it(host):
     assert code == 2 and "PORT='80000': expected 1-65535" in output
     code, checks, output = host(gpus="h200x2", HF_CACHE="data/hf")
     assert code == 2 and "HF_CACHE='data/hf': expected an absolute folder" in output and not checks
+
+
+def test_make_deploy_runs_the_host_checks_first_and_stops_before_rendering(tmp_path):
+    """This machine has no GPU: make deploy must stop at the doctor's verdicts, having rendered nothing."""
+    port = free_test_port()
+    env = {k: v for k, v in os.environ.items() if k != "SKIP_DOCTOR"}
+    result = subprocess.run(["make", "--no-print-directory", "deploy", "HARDWARE=h100x4", f"PORT={port}",
+                             f"SECRETS_DIR={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**env, "VENV": str(ROOT / ".venv")})
+    assert result.returncode != 0
+    assert "checking the host (make doctor" in result.stdout
+    assert re.search(r"^FAIL +gpus +no GPU found", result.stdout, re.M), result.stdout
+    assert "the host checks above failed" in result.stderr
+    assert not (ROOT / "deploy" / f"port-{port}").exists()
+
+
+def free_test_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
