@@ -36,7 +36,9 @@ from pathlib import Path
 import yaml
 
 from bundle import deploy, options, render
-from launcher.command import DEFAULT_FLAGS
+from launcher import sglang_flags
+from launcher.command import DEFAULT_FLAGS, build_config
+from launcher.settings import ConfigError
 
 SEED_FIGURES = Path(__file__).with_name("seed_figures.yaml")
 BENCH_TOOL = "sglang.bench_serving"          # the seed's command; a shim of sglang.benchmark.serving in 0.5.23
@@ -345,6 +347,15 @@ def says_standin(target: Target) -> bool:
         return False
 
 
+def engine_flags(environment: dict, command) -> list | str:
+    """The engine's SGLang flags as the container builds them from its settings (launcher/command.py;
+    without the private --host/--port/--config it adds at start), or why they could not be built."""
+    try:
+        return build_config(public_settings(environment), list(command or []), sglang_flags.Catalogue.load()).argv
+    except ConfigError as err:
+        return f"not derived: {err}"
+
+
 def deployment_record(target: Target) -> dict:
     """What was measured: hardware profile, preset, image, the engine's settings (flags). No secrets."""
     service = target.config["services"][target.service]
@@ -357,6 +368,7 @@ def deployment_record(target: Target) -> dict:
         "api_key": any(name.startswith("ENGINE_API_KEY") for name in environment),
         "gateway": deploy.GATEWAY_SERVICE in target.config["services"],
         "engine_settings": public_settings(environment),
+        "flags": engine_flags(environment, service.get("command")),
         "overrides": [str(f) for f in target.files[1:]],
     })
     return record

@@ -332,6 +332,16 @@ def test_in_the_container_the_tools_talk_to_the_guard_or_to_the_gateway_in_front
     assert "the gateway on gateway:8000" in bench.container_client(replicas, "engine-1")
 
 
+def test_the_record_gives_the_engine_flags_the_container_builds_from_the_compose_file(tmp_path):
+    service = compose_config(tmp_path, "h100x4", 1)["services"]["engine"]
+    flags = bench.engine_flags(service["environment"], service.get("command"))
+    # what render computed for the same preset, but for the private --host/--port/--config the engine gets
+    engine = render.resolve(render.load_data(), "h100x4", "basic").engine_argv
+    assert flags[:flags.index("--host")] == engine[3:engine.index("--host")]
+    assert flags[flags.index("--host"):] == ["--host", "0.0.0.0", "--port", "8000"]
+    assert bench.engine_flags({"ENGINE_NOPE": "1"}, None).startswith("not derived: ENGINE_NOPE is not a setting")
+
+
 def test_results_folders_are_named_by_time_hardware_preset_and_never_reused(tmp_path):
     import datetime
     now = datetime.datetime(2026, 11, 28, 21, 5, 9, tzinfo=datetime.timezone.utc)

@@ -128,6 +128,8 @@ def test_make_bench_keeps_the_tools_json_a_record_and_prints_the_seed_table(depl
     assert record["image"] == "llama31-sglang-bundle:test" and record["image_id"].startswith("sha256:")
     assert record["gpu"]["count"] == 4 and "H100" in record["gpu"]["name"]
     assert record["engine_settings"]["ENGINE_MODEL_PATH"] == "meta-llama/Llama-3.1-70B-Instruct"
+    assert record["flags"][:2] == ["--model-path", "meta-llama/Llama-3.1-70B-Instruct"]
+    assert "--tp-size" in record["flags"] and record["gateway"] is False
     assert record["bench"]["settings"]["BENCH_PROMPTS"] == "20"
     assert "--num-prompts 20" in record["bench"]["commands"][0]
     for file in folder.iterdir():
