@@ -94,6 +94,12 @@ def test_the_dashboard_covers_what_ops_watch():
         assert metric in exprs
 
 
+def test_job_names_in_queries_are_the_scrape_jobs_of_the_data():
+    jobs = {job["name"] for job in monitoring.load_data()["jobs"].values()}
+    selected = {name for expr in all_exprs(queries_yaml()) for name in re.findall(r'job="([^"]+)"', expr)}
+    assert selected and selected <= jobs
+
+
 # ---- metric names from the pinned SGLang's source --------------------------------------------
 
 def test_every_metric_name_is_defined_by_the_pinned_sglang():
