@@ -147,7 +147,8 @@ def test_images_are_pinned_by_tag_and_bad_data_is_named(tmp_path):
     broken["grafana"]["image"] = "grafana/grafana"
     path = tmp_path / "monitoring.yaml"
     path.write_text(yaml.safe_dump(broken))
-    with pytest.raises(RenderError, match=r"monitoring.yaml: grafana.image='grafana/grafana': expected an image pinned by tag"):
+    with pytest.raises(RenderError,
+                       match=r"monitoring.yaml: grafana.image='grafana/grafana': expected an image pinned by tag"):
         monitoring.load_data(path)
     del broken["prometheus"]["scrape_interval"]
     path.write_text(yaml.safe_dump(broken))

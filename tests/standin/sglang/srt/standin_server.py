@@ -4,7 +4,8 @@ Reproduces, on a CPU, what a deployment sees of SGLang 0.5.23's
 ``launch_server``. This module holds the server's state and its lifecycle; the rest is
 split by concern: start-up knobs, logs and checks (standin_startup), the HTTP layer
 (standin_http), the route table (standin_routes), the handlers (standin_info,
-standin_generate, standin_openai, with standin_requests), metrics (standin_metrics, and standin_ops_metrics for the monitoring):
+standin_generate, standin_openai, with standin_requests), metrics (standin_metrics;
+standin_ops_metrics for the monitoring):
 
 * the startup log (``server_args={...}`` including the API keys, weight
   loading, memory pool, CUDA graph capture, uvicorn, warm-up, "fired up");
