@@ -137,6 +137,12 @@ def test_histograms_are_queried_by_bucket_and_gauges_directly():
                 assert kinds.get(base) in ("Gauge", "Counter") and raw == base, f"{raw} in {expr!r}"
 
 
+def test_every_pair_that_renders_serves_metrics():
+    """Without --enable-metrics SGLang mounts no /metrics (facts: lifespan, utils/common.py)."""
+    for hardware, preset in render.pairs(DATA):
+        assert render.resolve(DATA, hardware, preset).flags.get("enable-metrics") is True, (hardware, preset)
+
+
 # ---- the data file ---------------------------------------------------------------------------
 
 def test_images_are_pinned_by_tag_and_bad_data_is_named(tmp_path):
