@@ -7,7 +7,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 
 .DEFAULT_GOAL := help
-.PHONY: help options presets render hosts deploy down logs status bench bench-compare bench-settings eval test test-gpu provision compose-file readme catalogue routes generate
+.PHONY: help options presets render hosts deploy down logs status bench bench-compare bench-settings eval test test-gpu provision compose-file readme catalogue routes monitoring generate
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -91,7 +91,10 @@ catalogue: ## regenerate launcher/sglang_flags.json from the installed SGLang (n
 routes: ## regenerate launcher/sglang_routes.json, the guard's admin routes, from the installed SGLang's source
 	$(PY) tools/gen_sglang_routes.py > launcher/sglang_routes.json.new && mv launcher/sglang_routes.json.new launcher/sglang_routes.json
 
-generate: catalogue routes compose-file readme k8s-tree ## everything generated (CI checks a fresh run changes nothing)
+monitoring: | $(PY) ## regenerate the Grafana dashboard, alert rules and data source from monitoring/queries.yaml
+	$(PY) -m bundle.monitoring generate
+
+generate: catalogue routes compose-file readme k8s-tree monitoring ## everything generated (CI checks a fresh run changes nothing)
 
 provision: ## developers/CI: Docker engine, Compose v2, test venv, local test images (no registry)
 	bash .ci/provision

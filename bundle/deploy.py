@@ -33,7 +33,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bundle import doctor, render
+from bundle import doctor, monitoring, render
 from bundle import options  # noqa: E402
 from launcher.settings import EXIT_CONFIG_ERROR
 
@@ -206,8 +206,10 @@ def start(files: list[Path]) -> None:
 
 
 def services(files: list[Path]) -> list[str]:
-    """The deployment's services: the engine(s) first, then the gateway when there is one."""
-    names = run(compose(files, "config", "--services")).stdout.split()
+    """The deployment's services: the engine(s) first, then the gateway when there is one (not
+    Prometheus and Grafana, which have no healthcheck to wait on)."""
+    names = [name for name in run(compose(files, "config", "--services")).stdout.split()
+             if name not in monitoring.SERVICES]
     return sorted(names, key=lambda name: (name == GATEWAY_SERVICE, name))
 
 
@@ -275,6 +277,11 @@ def wrap_up(params: render.Params, data: dict, deployment: render.Deployment) ->
     auth = f' -H "Authorization: Bearer $(cat {params.api_key_file})"' if params.api_key_file else ""
     model = deployment.flags["model-path"]
     say(f"ready: {base}/v1 (OpenAI-compatible), model {model}")
+    if params.monitoring:
+        urls = monitoring.urls()
+        password = render.secrets_path(data, params) / monitoring.GRAFANA_PASSWORD_NAME
+        say(f"monitoring: Grafana {urls['grafana']} (admin, password in {password}), Prometheus "
+            f"{urls['prometheus']} (other ports: PROMETHEUS_PORT=, GRAFANA_PORT=; docs/monitoring.md)")
     print(f"""
     curl -s {base}/v1/chat/completions{auth} -H 'Content-Type: application/json' \\
       -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello!"}}], "max_tokens": 64}}'
@@ -302,7 +309,7 @@ def main(argv=None) -> int:
         hardware = choose_hardware(data, chosen["hardware"], params.gpus)
         out = deploy_file(params.port or data["container"]["default_port"])
         deployment = render_compose_file(data, hardware, chosen["preset"], params, out)
-        files = [out, *[Path(o).resolve() for o in chosen["override"]]]
+        files = [out, *monitoring.compose_files(out), *[Path(o).resolve() for o in chosen["override"]]]
         check_secrets(params, render.secrets_path(data, params))
         validate_compose_file(files)
         check_base_image(image_to_build(files), render.image_alternatives(data, deployment))
@@ -324,8 +331,8 @@ def manage(command: str, args: list[str]) -> int:
     except render.RenderError as err:
         print(f"deploy: {err}", file=sys.stderr)
         return 1
-    files = [deploy_file(params.port or data["container"]["default_port"]),
-             *[Path(o).resolve() for o in chosen["override"]]]
+    out = deploy_file(params.port or data["container"]["default_port"])
+    files = [out, *monitoring.compose_files(out), *[Path(o).resolve() for o in chosen["override"]]]
     if command == "compose":
         argv = compose(files, *args)
         print(shlex.join(argv), flush=True)

@@ -159,6 +159,9 @@ OPTIONS = (
     Option("BASE_IMAGE", str, image_reference,
            "the SGLang image to build FROM (default: the lane's, from presets/hardware.yaml); "
            "repository:tag@sha256:... pins it", value_name="image"),
+    Option("MONITORING", bool, switch,
+           "1: Prometheus and Grafana beside the deployment, on 127.0.0.1 (monitoring.yml; docs/monitoring.md)",
+           default=False, value_name="1"),
     Option("OVERRIDE", list, path_list, "compose files merged over the rendered one (tests, site tweaks)",
            default=[], commands=(DEPLOY,), param=False, value_name="a.yml,b.yml"),
     Option("SKIP_DOCTOR", bool, switch, "1: make deploy skips make doctor's host checks", default=False,

@@ -364,7 +364,21 @@ def write(data: dict, hardware: str, preset: str, params: Params, out: Path, com
     text = render(data, deployment, params, out, command)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
+    write_monitoring(data, deployment, params, out, command)
     return deployment
+
+
+def write_monitoring(data: dict, deployment: Deployment, params: Params, out: Path, command: str) -> None:
+    """MONITORING=1: monitoring.yml and prometheus.yml beside the compose file; without it, an
+    earlier render's are removed (bundle/monitoring.py)."""
+    from bundle import monitoring   # imported here: it is needed only with MONITORING=1
+    if not params.monitoring:
+        monitoring.remove(out)
+        return
+    monitoring.write(out, engine_services=[e["name"] for e in engine_services(deployment, params.gpus)],
+                     engine_port=int(DEFAULT_FLAGS["--port"]),
+                     gateway=data["gateway"] if deployment.replicas > 1 else None,
+                     api_key=bool(params.api_key_file), secrets_dir=secrets_path(data, params), command=command)
 
 
 def markdown_table(data: dict) -> str:

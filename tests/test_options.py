@@ -28,7 +28,7 @@ def test_params_has_one_field_per_render_time_option():
     assert [f.name for f in dataclasses.fields(render.Params)] == [o.variable.lower() for o in options.PARAMS]
     assert [o.variable for o in options.PARAMS] == [
         "GPUS", "REPLICAS", "PORT", "BIND_ADDRESS", "API_KEY_FILE", "ADMIN_API_KEY_FILE", "ALLOW_NO_API_KEY", "LORA_DIR",
-        "SECRETS_DIR", "ENV_FILE", "BASE_IMAGE"]
+        "SECRETS_DIR", "ENV_FILE", "BASE_IMAGE", "MONITORING"]
     assert render.Params() == render.Params(gpus=[], port=None, allow_no_api_key=False)
 
 
