@@ -167,22 +167,38 @@ def test_make_status_reports_the_gateway_readiness(replicas):
                replicas.container("gateway")).stdout.strip() == "healthy"
 
 
-def test_make_deploy_status_and_down_work_unchanged_with_replicas(test_image, tmp_path):
-    """`make deploy REPLICAS=2` waits for both engines and the gateway; status and down find them."""
-    from stack import compose_override
+def test_make_deploy_status_bench_and_down_work_unchanged_with_replicas(test_image, tmp_path):
+    """`make deploy REPLICAS=2` waits for both engines and the gateway; status, bench (through the
+    gateway, with the key) and down find them by PORT= alone."""
+    import sys
+
+    from stack import ROOT, compose_override
+    from test_e2e_bench import BENCH_CLIENT
     from test_e2e_make import clean_up, deploy_args, make
 
     build_gateway_test_image()
     port, args = deploy_args(tmp_path, lambda port: compose_override(
         port, {"BUNDLE_PREFLIGHT": "1"}, "h200x2", engines=("engine-1", "engine-2"), gateway=True))
+    key_file = tmp_path / "secrets" / "api_key"
+    key_file.write_text(CANARY_API_KEY + "\n")
+    tokenizer = tmp_path / "tokenizer"
+    run(sys.executable, str(ROOT / "tests" / "standin" / "make_tokenizer.py"), str(tokenizer), timeout=120)
     try:
-        result = make("deploy", f"HARDWARE={HARDWARE}", f"PRESET={PRESET}", f"REPLICAS={REPLICAS}", *args)
+        result = make("deploy", f"HARDWARE={HARDWARE}", f"PRESET={PRESET}", f"REPLICAS={REPLICAS}",
+                      f"API_KEY_FILE={key_file}", *args)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "engine-1 healthy, engine-2 healthy, gateway healthy" in result.stdout, result.stdout
         assert f"ready: http://127.0.0.1:{port}/v1" in result.stdout
         status = make("status", *args)
         assert "HTTP 200" in status.stdout and "/readiness" in status.stdout, status.stdout
         assert status.stdout.count("healthy") >= 3, status.stdout
+        bench = make("bench", *args, f"RESULTS_DIR={tmp_path / 'results'}", f"BENCH_CLIENT={BENCH_CLIENT}",
+                     "BENCH_DATASET=random-ids", f"BENCH_TOKENIZER={tokenizer}", "BENCH_PROMPTS=12",
+                     "BENCH_INPUT_LEN=32", "BENCH_OUTPUT_LEN=8", timeout=600)
+        assert bench.returncode == 0, bench.stdout + bench.stderr
+        [record] = (tmp_path / "results").glob("*/deployment.json")
+        assert json.loads(record.read_text())["gateway"] is True, record.read_text()
+        assert CANARY_API_KEY not in bench.stdout + bench.stderr
         down = make("down", *args)
         assert down.returncode == 0, down.stderr
         with pytest.raises(requests.ConnectionError):
