@@ -329,8 +329,15 @@ def test_simple_response():
 
 # --- chunks and bodies ---------------------------------------------------------------------------
 
+class Errors:
+    """chunk_size needs only its source's error(); no stream, so no event loop."""
+
+    def error(self, message):
+        return ProtocolError(message)
+
+
 def test_chunk_size_lines():
-    source = Source(b"")
+    source = Errors()
     assert chunk_size(b"1a\r\n", source) == 26
     assert chunk_size(b"FFFFFFFFFFFFFFF\r\n", source) == 16 ** 15 - 1
     assert chunk_size(b'5 ; name = "quoted \\" value" ;flag\r\n', source) == 5
