@@ -312,3 +312,102 @@ def test_detection_of_two_matching_profiles_names_both():
     d["hardware"]["hardware"]["h200x2-copy"] = dict(d["hardware"]["hardware"]["h200x2"])
     assert refusal(render.detect_hardware, d, capture("h200x2")).startswith(
         "this host has 2x NVIDIA H200, which matches h200x2 and h200x2-copy; set HARDWARE=")
+
+
+# --- the command line, in-process (the subprocess tests are invisible to mutmut) ------------------
+
+@pytest.fixture
+def clean_options(monkeypatch):
+    """No HARDWARE=, PRESET=, ... from the caller's environment: main() reads them."""
+    from bundle import options
+    for option in options.OPTIONS:
+        monkeypatch.delenv(option.variable, raising=False)
+
+
+def main(*argv):
+    return render.main(list(argv))
+
+
+def test_main_presets_and_table(capsys, clean_options):
+    assert main("presets") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "h100x4 basic" in lines and "mi300x basic" in lines
+    assert "a100x4 throughput-fp8" not in lines            # A100s have no FP8
+    profiles, presets = set(DATA["hardware"]["hardware"]), set(DATA["presets"]["presets"])
+    assert all(len(line.split()) == 2 and line.split()[0] in profiles and line.split()[1] in presets for line in lines)
+    assert main("table") == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "| hardware | preset | GPUs | weights; engine flags | weights/GPU | KV tokens per replica |"
+    assert len(table) == 2 + len(lines)
+    row = next(r for r in table if r.startswith("| h100x4 | basic |"))
+    assert row.startswith("| h100x4 | basic | 4x ") and "| BF16; `--tp-size 4` |" in row and "| 32.9 GiB |" in row
+
+
+def test_main_explain(capsys, clean_options):
+    assert main("explain", "--hardware", "h200x4", "--preset", "basic", "--replicas", "2") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"h200x4 basic: {DATA['presets']['presets']['basic']['summary']}"
+    assert any(line.startswith("BF16 weights 65.7 GiB per GPU") for line in lines)     # 131.4 / 2
+    assert lines[-1].startswith("python3 -m sglang.launch_server ") and "--tp-size 2" in lines[-1]
+
+
+def test_main_render_writes_the_file_and_removes_old_monitoring(tmp_path, capsys, clean_options):
+    out = tmp_path / "deploy" / "docker-compose.yml"
+    (tmp_path / "deploy").mkdir()
+    stale = tmp_path / "deploy" / "monitoring.yml"
+    stale.write_text("old")
+    assert main("render", "--hardware", "h100x4", "--preset", "basic", "--out", str(out), "--port", "8123") == 0
+    text = out.read_text()
+    compose = yaml.safe_load(text)
+    (engine,) = compose["services"].values()
+    assert engine["ports"] == ["127.0.0.1:8123:8000"]
+    assert "make render HARDWARE=h100x4 PRESET=basic" in text and "PORT=8123" in text
+    assert not stale.exists()
+
+
+def test_main_render_with_monitoring_writes_its_files(tmp_path, capsys, clean_options):
+    out = tmp_path / "docker-compose.yml"
+    assert main("render", "--hardware", "h200x4", "--preset", "basic", "--out", str(out), "--replicas", "2",
+                "--monitoring", "--secrets-dir", str(tmp_path / "secrets")) == 0
+    prometheus = (tmp_path / "prometheus.yml").read_text()
+    assert (tmp_path / "monitoring.yml").exists()
+    assert "engine-1:8000" in prometheus and "engine-2:8000" in prometheus
+
+
+def test_main_compose_file_is_the_top_level_pair(tmp_path, monkeypatch, capsys, clean_options):
+    out = tmp_path / "top.yml"
+    monkeypatch.setitem(render.TOP_LEVEL, "out", str(out))   # absolute: the repository's file stays as it is
+    monkeypatch.setenv("HARDWARE", "h200x1")                 # ignored: no options, whatever the environment
+    assert main("compose-file") == 0
+    (engine,) = yaml.safe_load(out.read_text())["services"].values()
+    assert engine["environment"]["ENGINE_TP_SIZE"] == "4"
+
+
+def test_main_detect(tmp_path, monkeypatch, capsys, clean_options):
+    import os
+    import shutil
+    import stat
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    tool = folder / "nvidia-smi"
+    tool.write_text(f"#!/bin/sh\ncat {FIXTURES / 'gpu' / 'h200x2' / 'query-gpu-noheader-nounits.csv'}\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{folder}:{os.path.dirname(shutil.which('sh'))}")
+    assert main("detect") == 0 and capsys.readouterr().out == "h200x2\n"
+    tool.write_text("#!/bin/sh\nexit 9\n")
+    assert main("detect") == 2
+    assert capsys.readouterr().err == ("render: no NVIDIA GPU detected (nvidia-smi missing or failing); set HARDWARE= "
+                                       f"to one of: {', '.join(DATA['hardware']['hardware'])}\n")
+
+
+def test_main_refusals_exit_2_with_the_reason(tmp_path, capsys, clean_options):
+    assert main("explain", "--hardware", "h100x4", "--preset", "nope") == 2
+    assert capsys.readouterr().err == \
+        f"render: unknown PRESET='nope'; presets: {', '.join(DATA['presets']['presets'])}\n"
+    bad = tmp_path / "data"
+    bad.mkdir()
+    for name in ("hardware", "presets", "container", "gateway", "kubernetes"):
+        (bad / f"{name}.yaml").write_text((ROOT / "presets" / f"{name}.yaml").read_text())
+    (bad / "container.yaml").write_text("default_port: [\n")
+    assert main("--data", str(bad), "presets") == 2
+    assert capsys.readouterr().err.startswith(f"render: {bad / 'container.yaml'}: while parsing")
