@@ -176,7 +176,39 @@ ENGINE = textwrap.dedent("""
     if mode == "wait":
         open(out + ".ready", "w").close()
         time.sleep(60)
+    if mode == "serve":
+        serve(int(sys.argv[3]), key_file, out)
+        mode = "0"
     sys.exit(int(mode))
+""")
+
+# The "serve" mode: listen on the engine port, note whether the key file went once listening, then
+# answer two requests with the Authorization header that reached the engine.
+SERVE = textwrap.dedent("""
+    import json, os, socket, time
+
+    def serve(port, key_file, out):
+        listener = socket.create_server(("127.0.0.1", port))
+        deadline = time.monotonic() + 10
+        while os.path.exists(key_file) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        gone, answered = not os.path.exists(key_file), 0
+        while answered < 2:
+            conn, _ = listener.accept()
+            data = b""
+            while b"\\r\\n\\r\\n" not in data:
+                piece = conn.recv(65536)
+                if not piece:
+                    break
+                data += piece
+            if not data:          # the supervisor's "is it listening yet?" probe
+                conn.close()
+                continue
+            auth = [l.decode() for l in data.split(b"\\r\\n") if l.lower().startswith(b"authorization:")]
+            body = json.dumps({"auth": auth, "key_file_gone": gone}).encode()
+            conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % len(body) + body)
+            conn.close()
+            answered += 1
 """)
 
 
@@ -185,11 +217,11 @@ class Config:
         self.values = {"host": "127.0.0.1", "port": 0}
         self.api_key, self.admin_api_key = api_key, admin_api_key
         self.script, self.out = tmp_path / "engine.py", tmp_path / "engine.json"
-        self.script.write_text(ENGINE)
+        self.script.write_text(SERVE + ENGINE)
 
     def engine_argv(self, settings, key_file):
-        self.key_file = key_file
-        return [sys.executable, str(self.script), key_file, str(self.out)]
+        self.key_file, self.settings = key_file, settings
+        return [sys.executable, str(self.script), key_file, str(self.out), str(settings.engine_port)]
 
 
 @pytest.fixture
@@ -223,6 +255,66 @@ def test_run_engine_returns_the_engines_code_and_redacts_all_it_says(tmp_path, c
     assert "ENGINE_TP_SIZE" not in seen["env"] and seen["env"]["HF_TOKEN"] == "hf_x" and seen["pgid_is_own"]
     assert not os.path.exists(config.key_file) and not os.path.exists(os.path.dirname(config.key_file))
     assert json.loads(supervise.GUARD_STATE_FILE.read_text()) == {"port": 0}
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_run_engine_puts_its_guard_in_front_of_the_engine(tmp_path, capsys, keep_signals):
+    """Requests through the guard: the user's keys are checked, the engine gets its own per level;
+    the key file is gone once the engine listens; the guard logs with its prefix."""
+    import json as json_
+    import urllib.error
+    import urllib.request
+    public, engine_port = free_port(), free_port()
+    config = Config(tmp_path, api_key="user-key-1", admin_api_key="admin-key-2")
+    config.values["port"] = public
+    answers = {}
+
+    def client():
+        url = f"http://127.0.0.1:{public}"
+        deadline = threading.Event()
+        for _ in range(WAIT * 20):
+            try:
+                socket.create_connection(("127.0.0.1", public), timeout=1).close()
+                break
+            except OSError:
+                deadline.wait(0.05)
+        try:
+            urllib.request.urlopen(url + "/v1/models", timeout=WAIT)
+        except urllib.error.HTTPError as err:
+            answers["no key"] = err.code
+        for name, path, key, data in (("normal", "/v1/models", "user-key-1", None),
+                                      ("admin", "/abort_request", "admin-key-2", b"")):
+            request = urllib.request.Request(url + path, data=data, headers={"Authorization": f"Bearer {key}"})
+            for _ in range(WAIT * 20):      # 503 until the engine listens
+                try:
+                    with urllib.request.urlopen(request, timeout=WAIT) as answer:
+                        answers[name] = json_.loads(answer.read())
+                        break
+                except urllib.error.HTTPError as err:
+                    if err.code != 503:
+                        answers[name] = err.code
+                        break
+                    deadline.wait(0.05)
+    thread = threading.Thread(target=client, daemon=True)
+    thread.start()
+    settings = BundleSettings.from_environ({"BUNDLE_ENGINE_PORT": str(engine_port)})
+    code = supervise.run_engine(config, settings, {"MODE": "serve", "PATH": os.environ["PATH"]},
+                                ["user-key-1", "admin-key-2"], None)
+    thread.join(WAIT)
+    seen = json.loads(config.out.read_text())
+    api, admin = seen["keys"].split('"')[1], seen["keys"].split('"')[3]
+    assert code == 0 and config.settings is settings
+    assert answers["no key"] == 401
+    assert answers["normal"] == {"auth": [f"Authorization: Bearer {api}"], "key_file_gone": True}
+    assert answers["admin"] == {"auth": [f"Authorization: Bearer {admin}"], "key_file_gone": True}
+    err = capsys.readouterr().err
+    assert f"[bundle guard] engine at 127.0.0.1:{engine_port} is accepting connections\n" in err
+    assert f"[bundle] guard on 127.0.0.1:{public}, at most " in err
 
 
 def test_run_engine_reports_a_signal_death_as_128_plus_n(tmp_path, capsys, keep_signals):
@@ -278,6 +370,8 @@ class HealthHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.hits.append(self.path)
+        if self.path == getattr(self.server, "slow", None):
+            threading.Event().wait(1.0)          # longer than the probe's timeout
         self.send_response(self.server.statuses.get(self.path, 404))
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -382,6 +476,23 @@ def test_probe_passes_the_timeout(monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     assert supervise.probe(1234, "/x", 2.5) is False
     assert seen == {"url": "http://127.0.0.1:1234/x", "timeout": 2.5}
+
+
+def test_probe_reports_an_error_without_a_reason(monkeypatch, capsys):
+    import urllib.request
+
+    def urlopen(url, timeout):
+        raise TimeoutError("timed out")
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    assert supervise.probe(1234, "/x", 2.5) is False
+    assert capsys.readouterr().err == "http://127.0.0.1:1234/x: timed out\n"
+
+
+@pytest.mark.parametrize("slow", ["/ready", "/health"])
+def test_health_probes_give_up_after_the_timeout(health, catalogue, slow):
+    server = health({"/ready": 200, "/health": 200})
+    server.slow = slow
+    assert check(catalogue, healthcheck_timeout=0.2) == 1
 
 
 @pytest.mark.parametrize("text, now, seconds, within", [
