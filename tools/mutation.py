@@ -1,6 +1,7 @@
 """`make mutation`: mutmut over the container runtime and the renderer, judged by the fast tests.
 
     python tools/mutation.py [MODULE.py ...]     (or MODULES="launcher/command.py ..." in the env)
+    python tools/mutation.py --summary           the last run's summary again (mutants/)
 
 Without modules it mutates everything setup.cfg's [mutmut] only_mutate names (launcher/*.py,
 bundle/render.py, bundle/schema.py). It starts from a fresh mutants/ (MUTATION_KEEP=1 resumes the
@@ -21,6 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KILLED = {1, 3}  # mutmut: pytest failed, or pytest's internal error
 TIMEOUT = {36, 24, -24, 152, 255}
+
+
+# A test process that died of a signal (mutmut: "suspicious"/"segfault"), e.g. a mutant of the
+# signal forwarding that sends SIGTERM to the test's own process group: caught, counted as killed.
+def crashed(code):
+    return code is not None and code < 0 and code not in TIMEOUT
 
 
 def modules_from(argv):
@@ -57,12 +64,13 @@ def summarise(cfg):
             continue
         killed = sum(1 for c in codes.values() if c in KILLED)
         timeouts = sum(1 for c in codes.values() if c in TIMEOUT)
+        crashes = sum(1 for c in codes.values() if crashed(c))
         other = {}
         for name, code in sorted(codes.items()):
             status = status_by_exit_code[code]
             if code in KILLED:
                 continue
-            if code in TIMEOUT:  # an infinite loop or hang that the tests stop: counted as killed
+            if code in TIMEOUT or crashed(code):  # a hang the tests stop, or a crash: counted as killed
                 killed += 1
                 continue
             other[status] = other.get(status, 0) + 1
@@ -71,7 +79,8 @@ def summarise(cfg):
         total += len(codes)
         extra = ", ".join(f"{n} {s}" for s, n in sorted(other.items()))
         lines.append(f"  {str(path):26} {killed:4}/{len(codes):<4} killed ({100 * killed / len(codes):5.1f}%)"
-                     + (f"  [{timeouts} by timeout]" if timeouts else "") + (f"  ({extra})" if extra else ""))
+                     + (f"  [{timeouts} by timeout]" if timeouts else "") + (f"  [{crashes} by crash]" if crashes else "")
+                     + (f"  ({extra})" if extra else ""))
     out = ["mutation score per module:", *lines,
            f"  {'TOTAL':26} {total_killed:4}/{total:<4} killed"
            + (f" ({100 * total_killed / total:.1f}%)" if total else ""),
@@ -81,6 +90,9 @@ def summarise(cfg):
 
 def main(argv):
     os.chdir(ROOT)
+    if argv[:1] == ["--summary"]:   # the last run's results again, without running anything
+        print(summarise(configure(modules_from(argv[1:]))))
+        return 0
     modules = modules_from(argv)
     if os.environ.get("MUTATION_KEEP") != "1":
         shutil.rmtree("mutants", ignore_errors=True)
