@@ -111,3 +111,8 @@ def test_main_reports_a_config_error_with_the_gateway_prefix():
         assert gateway.main(["--redis-url", "redis://x"], environ={}) == EXIT_CONFIG_ERROR
     assert err.getvalue().startswith("gateway: --redis-url on the gateway's command line") and \
         err.getvalue().endswith(")\n")
+
+
+def test_a_secret_flag_whose_value_holds_an_equals_sign_is_refused():
+    with pytest.raises(ConfigError, match="^--api-key on the gateway's command line"):
+        gateway.refuse_secret_flags(["--api-key=sk=with=equals"])

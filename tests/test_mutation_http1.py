@@ -439,3 +439,45 @@ def test_exceptions_are_what_the_guard_catches():
     assert issubclass(NoResponse, EngineFailed) and issubclass(ProtocolError, ValueError)
     assert not issubclass(ClientGone, EngineFailed)
     assert json.loads(http1._error_json(400, "m", "BadRequest"))["code"] == 400
+
+
+# --- edges found by the full run -----------------------------------------------------------------
+
+def test_only_blanks_are_trimmed_around_a_value_not_other_whitespace():
+    for value in (b"a\x0b", b"\x0ca", b"a\r"):
+        with pytest.raises(ProtocolError, match="^invalid character in header value$"):
+            parse_fields([b"X: " + value])
+
+
+def test_only_empty_lines_may_precede_a_request_line():
+    assert refused(b" GET / HTTP/1.1\r\nHost: h\r\n\r\n") == "malformed request line"
+    assert refused(b"XGET / HTTP/1.1\r\nHost: h\r\n\r\n", 501).startswith("method not served here")
+    assert parse_request(b"\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n").method == "GET"
+
+
+def test_an_http10_request_may_not_be_chunked():
+    assert refused(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n") == \
+        "Transfer-Encoding together with Content-Length or HTTP/1.0"
+
+
+@pytest.mark.parametrize("value, framing", [("gzip,chunked", ("chunked", 0)), ("chunked\u00a0", ("close", 0)),
+                                            ("chunked,gzip", ("close", 0))])
+def test_response_codings_split_on_commas_and_trim_only_blanks(value, framing):
+    assert response_framing("GET", Response(200, "", [("Transfer-Encoding", value)])) == framing
+
+
+def test_read_body_keeps_every_piece():
+    async def main():
+        return await read_body(Source(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), "chunked", 0, 100)
+    assert run(main) == b"abcde"
+
+
+def test_a_bad_chunk_line_inside_a_body_is_the_sources_error():
+    with pytest.raises(ProtocolError, match="^malformed chunk size line$"):
+        pieces(b"zz\r\nabc\r\n0\r\n\r\n", "chunked", 0)
+
+
+def test_a_trailer_field_with_an_empty_value_is_accepted():
+    async def skip():
+        await skip_trailers(Source(b"AB:\r\n\r\n"))
+    run(skip)
