@@ -251,3 +251,31 @@ def test_describe_lines():
            "'gpus' or 'gpus/N' for GPU counts" in lines
     assert "  healthcheck.retries: an integer, required: failed probes before unhealthy" in lines
     assert [line for line in lines if not line.startswith("  ")] == [f"presets/{name}.yaml" for name in schema.FILES]
+
+
+# --- the declarations themselves -----------------------------------------------------------------
+
+def fresh_schema():
+    """bundle/schema.py executed anew, under its own name but outside sys.modules: its records are
+    built by key() at import time, which an already imported module has long done."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bundle.schema", schema.__file__)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_key_declares_help_reference_check_and_whether_required():
+    import dataclasses
+    fresh = fresh_schema()
+    image = {f.name: f for f in dataclasses.fields(fresh.Image)}
+    assert dict(image["tag"].metadata) == {"help": "tag, made from the pinned release: contains {sglang_version}",
+                                           "ref": None, "keys": None, "check": fresh._tag_check}
+    assert image["tag"].default is dataclasses.MISSING and image["digest"].default is None
+    gpu = {f.name: f for f in dataclasses.fields(fresh.Gpu)}
+    assert dict(gpu["image"].metadata) == {"help": "engine image lane", "ref": "image lane", "keys": None,
+                                           "check": None}
+    preset = {f.name: f for f in dataclasses.fields(fresh.Preset)}
+    assert preset["flags"].metadata["keys"] == "SGLang flag" and preset["env"].default is None
+    assert "  gpus.<name>.image: a string, required (names image lanes): engine image lane" in \
+        fresh.describe().splitlines()
