@@ -492,3 +492,31 @@ def test_start_twice_is_refused_and_stop_is_idempotent(running):
     g.stop()
     assert g._thread is None
     make_guard().stop()                # never started: nothing to do
+
+
+def test_start_returns_promptly_with_the_port_bound():
+    """Within a deadline, so that a broken start fails here at once instead of hanging the tests
+    that start a guard (mutmut then needs its timeout, ~40 s, per such mutant)."""
+    import threading
+    g = make_guard()
+    done = threading.Event()
+    errors = []
+
+    def start():
+        try:
+            g.start()
+        except BaseException as e:       # noqa: BLE001 - handed to the assertion below
+            errors.append(e)
+        done.set()
+    threading.Thread(target=start, daemon=True).start()
+    try:
+        assert done.wait(WAIT) and not errors
+        assert isinstance(g.port, int) and g.port > 0 and g._thread.is_alive()
+        assert g.max_connections == min(4096, guard.connection_budget(guard.raise_open_file_limit()))
+        with socket.create_connection(("127.0.0.1", g.port), timeout=WAIT):
+            pass
+    finally:
+        stopper = threading.Thread(target=g.stop, daemon=True)
+        stopper.start()
+        stopper.join(WAIT)
+    assert not stopper.is_alive() and g._thread is None
