@@ -520,3 +520,182 @@ def test_start_returns_promptly_with_the_port_bound():
         stopper.start()
         stopper.join(WAIT)
     assert not stopper.is_alive() and g._thread is None
+
+
+# --- edges found by the full run -----------------------------------------------------------------
+
+class Writes(Writer):
+    """Records each write apart: how many sends a response took."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes = []
+
+    def write(self, data):
+        super().write(data)
+        self.writes.append(data)
+
+
+def test_a_length_answer_is_one_write_and_a_chunked_one_to_http10_drops_a_stray_length():
+    async def main(head, answer):
+        client = ClientIO(client_io(eof=False).reader, Writes())
+        await make_guard()._relay_response(req(head), client, engine_io(answer))
+        return client.writer.writes
+    writes = asyncio.run(main(b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"))
+    assert writes == [b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"]
+    writes = asyncio.run(main(b"GET /x HTTP/1.0\r\n\r\n", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+                                                         b"Content-Length: 5\r\n\r\n3\r\nabc\r\n0\r\n\r\n"))
+    assert b"".join(writes) == b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc"
+
+
+def test_engine_without_an_answer_to_a_request_with_a_body_keeps_the_client():
+    async def main():
+        client = client_io(b"hi")
+        step = await make_guard()._forward(req(b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n"), client,
+                                           engine_io(b""), "1.2.3.4", "normal")
+        return step, client.writer.data
+    step, data = run(main)
+    assert step == KEEP and b"Connection: close" not in data and data.startswith(b"HTTP/1.1 502 Bad Gateway\r\n")
+
+
+def test_websocket_and_forbidden_answers_are_exact(monkeypatch):
+    from launcher import sglang_auth
+
+    async def main(head, **keys):
+        client = client_io()
+        step = await make_guard(**keys)._exchange(req(head), client, "1.2.3.4")
+        return step, client.writer.data
+    step, data = run(lambda: main(b"GET /x HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"))
+    assert step == KEEP and data == (b"HTTP/1.1 501 Not Implemented\r\nContent-Type: application/json\r\n"
+                                     b"Content-Length: %d\r\n\r\n" % len(guard.WEBSOCKET_BODY) + guard.WEBSOCKET_BODY)
+    # SGLang 0.5.23 declares no admin-force route; its rule answers 403 on one when no admin key is set
+    monkeypatch.setattr(guard, "route_auth_level", lambda method, path: sglang_auth.ADMIN_FORCE)
+    head = b"POST /x HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer sk-user\r\nContent-Length: 0\r\n\r\n"
+    step, data = run(lambda: main(head, api_key="sk-user"))
+    assert data.startswith(b"HTTP/1.1 403 Forbidden\r\n") and data.endswith(b"\r\n\r\n" + guard.FORBIDDEN_BODY)
+
+
+def test_redaction_covers_the_engine_keys_and_nothing_for_absent_keys():
+    keys = guard.EngineKeys.generate()
+    body = ('{"a":"%s","b":"XXXX","c":""}' % keys.admin_api_key).encode()
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    keep, data = relay(b"GET /server_info HTTP/1.1\r\nHost: h\r\n\r\n", answer, engine_keys=keys)
+    assert data.endswith(b'{"a":"<redacted>","b":"XXXX","c":""}')
+    keep, data = relay(b"GET /server_info HTTP/1.1\r\nHost: h\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nXXXX",
+                       api_key="k")
+    assert data.endswith(b"\r\n\r\nXXXX")
+
+
+def test_a_new_guard_has_no_port_and_its_thread_is_a_named_daemon(running):
+    assert make_guard().port is None
+    g = running()
+    assert g._thread.name == "api-key-guard" and g._thread.daemon is True
+    assert g.listen_host == "127.0.0.1"
+
+
+def test_the_guard_listens_on_the_given_address_only(running):
+    g = running()
+    assert g._server.sockets[0].getsockname()[0] == "127.0.0.1"
+
+
+@pytest.mark.skipif(not socket.has_dualstack_ipv6(), reason="no dual-stack IPv6 on this host")
+def test_listening_on_all_ipv6_addresses_takes_ipv4_clients_too():
+    g = Guard("::", 0, "127.0.0.1", 1, log=Logs())
+    g.start()
+    try:
+        assert g._server.sockets[0].family == socket.AF_INET6
+        with socket.create_connection(("127.0.0.1", g.port), timeout=WAIT) as s:
+            s.sendall(b"GET /health HTTP/1.1\r\nHost: h\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 503 ")
+    finally:
+        g.stop()
+
+
+def test_the_event_loops_errors_go_to_the_guards_log(running):
+    g = running()
+    done = __import__("threading").Event()
+    g._loop.call_soon_threadsafe(lambda: (g._loop.call_exception_handler({"message": "probe"}), done.set()))
+    assert done.wait(WAIT) and g.logs == ["probe"]
+
+
+def test_open_file_limit_raised_to_the_hard_limit(monkeypatch):
+    import resource
+    calls = []
+    monkeypatch.setattr(resource, "setrlimit", lambda which, limits: calls.append((which, limits)))
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    assert guard.raise_open_file_limit() == 4096 and calls == [(resource.RLIMIT_NOFILE, (4096, 4096))]
+    calls.clear()
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (4096, 4096))
+    assert guard.raise_open_file_limit() == 4096 and calls == []
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, resource.RLIM_INFINITY))
+    assert guard.raise_open_file_limit() == 1024 and calls == []
+
+    def refuse(which, limits):
+        raise ValueError("not permitted")
+    monkeypatch.setattr(resource, "setrlimit", refuse)
+    monkeypatch.setattr(resource, "getrlimit", lambda which: (1024, 4096))
+    assert guard.raise_open_file_limit() == 1024
+
+
+def test_connection_budget_is_a_whole_number():
+    assert type(guard.connection_budget(1025)) is int and guard.connection_budget(1025) == 480
+
+
+def test_refusals_on_loopback_leave_nothing_in_the_log(running):
+    g = running()
+    assert exchange(g.port, b"GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    big = b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * (64 * 1024) + b"\r\n\r\n"
+    answer = exchange(g.port, big)
+    body = b'{"object":"error","message":"request head larger than 64 KiB","type":"RequestHeaderFieldsTooLarge",' \
+           b'"param":null,"code":431}'
+    assert answer == (b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+    answer = exchange(g.port, b"POST /generate HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello")
+    assert answer.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")     # engine down, body unread: linger
+    g.stop()
+    assert g.logs == ["engine at 127.0.0.1:30000 is not accepting connections (ConnectionRefusedError); "
+                      "answering 503 until it does"]
+
+
+def test_an_internal_error_is_a_500_and_a_log_line(running):
+    g = running()
+
+    async def broken(request, client, client_ip):
+        raise RuntimeError("boom")
+    g._exchange = broken
+    body = (b'{"object":"error","message":"internal error in the guard","type":"InternalServerError",'
+            b'"param":null,"code":500}')
+    assert exchange(g.port, b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n") == (
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n" % len(body) + body)
+    assert g.logs == ["internal error, connection dropped: RuntimeError: boom"]
+
+
+def test_a_broken_body_after_100_continue_still_gets_its_400(running):
+    listener = socket.create_server(("127.0.0.1", 0))
+    g = running()
+    g.upstream_port = listener.getsockname()[1]
+    g._engine_address = socket.getaddrinfo("127.0.0.1", g.upstream_port, type=socket.SOCK_STREAM)[0]
+    with listener, socket.create_connection(("127.0.0.1", g.port), timeout=WAIT) as s:
+        s.sendall(b"POST /generate HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nExpect: 100-continue\r\n\r\n")
+        received = b""
+        while b"100 Continue\r\n\r\n" not in received:
+            received += s.recv(65536)
+        s.sendall(b"zz\r\n")
+        while chunk := s.recv(65536):
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 400 Bad Request\r\n")
+    assert received.endswith(b'"message":"request body: malformed chunk size line","type":"BadRequest",'
+                             b'"param":null,"code":400}')
+
+
+def test_stop_with_an_open_connection_is_clean(running):
+    g = running()
+    with socket.create_connection(("127.0.0.1", g.port), timeout=WAIT) as s:
+        s.sendall(b"GET /x HTTP/1.1\r\nHost: h\r\n")      # an unfinished head: the connection stays
+        deadline = time.monotonic() + WAIT
+        while not g._connections and time.monotonic() < deadline:
+            time.sleep(0.01)
+        g.stop()
+        assert s.recv(100) == b""
+    assert g.logs == []
