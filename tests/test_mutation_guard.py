@@ -699,3 +699,10 @@ def test_stop_with_an_open_connection_is_clean(running):
         g.stop()
         assert s.recv(100) == b""
     assert g.logs == []
+
+
+def test_the_admin_key_is_redacted_even_when_not_listed():
+    body = b'{"admin_api_key":"sk-admin-1"}'
+    keep, data = relay(b"GET /server_info HTTP/1.1\r\nHost: h\r\n\r\n",
+                       b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body, admin_api_key="sk-admin-1")
+    assert data.endswith(b'{"admin_api_key":"<redacted>"}')
