@@ -116,3 +116,19 @@ def test_main_reports_a_config_error_with_the_gateway_prefix():
 def test_a_secret_flag_whose_value_holds_an_equals_sign_is_refused():
     with pytest.raises(ConfigError, match="^--api-key on the gateway's command line"):
         gateway.refuse_secret_flags(["--api-key=sk=with=equals"])
+
+
+def test_main_reads_sys_argv_and_the_environment_by_default(tmp_path, monkeypatch):
+    import smg.launch_router
+    launched = []
+    monkeypatch.setattr(smg.launch_router, "launch_router", launched.append)
+    (tmp_path / "api").write_text("sk-env")
+    monkeypatch.setenv("GATEWAY_API_KEY_FILE", str(tmp_path / "api"))
+    monkeypatch.setattr(gateway.sys, "argv", ["gateway", "--port", "8124"])
+    assert gateway.main() == 0
+    assert launched[0].port == 8124 and launched[0].api_key == "sk-env"
+
+
+def test_a_port_with_two_equals_signs_is_not_a_port():
+    with pytest.raises(ValueError):
+        gateway.port_from(["--port=81=23"])
