@@ -66,7 +66,7 @@ def router_args(argv: list[str], api_key: str | None, admin_key: str):
 
 
 def port_from(argv: list[str], default: int = 30000) -> int:
-    """--port as smg reads it (its default is 30000)."""
+    """--port as smg reads it (its default is 30000); ValueError when it is not a number."""
     for index, arg in enumerate(argv):
         if arg == "--port" and index + 1 < len(argv):
             return int(argv[index + 1])
@@ -88,7 +88,11 @@ def main(argv: list[str] | None = None, environ=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
     if argv[:1] == ["--healthcheck"]:
-        return healthcheck(port_from(argv[1:]))
+        try:
+            return healthcheck(port_from(argv[1:]))
+        except ValueError:
+            print(f"gateway: --healthcheck {' '.join(argv[1:])}: --port must be a number", file=sys.stderr)
+            return 1
     try:
         refuse_secret_flags(argv)
         api_key, admin_key = gateway_keys(environ)

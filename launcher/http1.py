@@ -296,10 +296,12 @@ def chunk_size(line: bytes, source) -> int:
 async def skip_trailers(source) -> None:
     """Trailer fields after the last chunk: checked like header lines, then dropped (neither
     uvicorn nor HTTP clients use them)."""
-    for _ in range(TRAILER_LIMIT):
+    for count in range(TRAILER_LIMIT + 1):
         line = await source.readuntil(b"\r\n")
         if line == b"\r\n":
             return
+        if count == TRAILER_LIMIT:
+            break
         if len(line) > CHUNK_LINE_LIMIT:
             raise source.error("trailer line too long")
         try:

@@ -132,3 +132,8 @@ def test_main_reads_sys_argv_and_the_environment_by_default(tmp_path, monkeypatc
 def test_a_port_with_two_equals_signs_is_not_a_port():
     with pytest.raises(ValueError):
         gateway.port_from(["--port=81=23"])
+
+
+def test_the_healthcheck_with_a_port_that_is_not_a_number_is_unhealthy_not_a_traceback(capsys):
+    assert gateway.main(["--healthcheck", "--port=81=23"], environ={}) == 1
+    assert "--port must be a number" in capsys.readouterr().err
