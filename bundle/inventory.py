@@ -16,6 +16,7 @@ a commented example; docs/scale-out.md has the ports and the firewall rules.
 """
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -46,7 +47,42 @@ def load(path: Path, data: dict) -> dict:
         raise RenderError(f"INVENTORY={path}: shape {inventory['shape']} needs a `{needed}:` section")
     if GATEWAY_FOLDER in inventory["hosts"]:
         raise RenderError(f"INVENTORY={path}: a host may not be called {GATEWAY_FOLDER!r} (the gateway's folder)")
+    problems = address_problems(inventory)
+    if problems:
+        raise RenderError("\n".join(f"INVENTORY={path}: {problem}" for problem in problems))
     return inventory
+
+
+def address_problems(inventory: dict) -> list[str]:
+    """What the schema cannot see: addresses other hosts cannot reach, and ports that collide."""
+    problems, owners = [], {}
+    for name, host in inventory["hosts"].items():
+        address = ipaddress.ip_address(host["address"])
+        if address.is_loopback or address.is_unspecified or address.is_multicast:
+            problems.append(f"hosts.{name}.address: {host['address']} is not an address other hosts can reach; "
+                            "expected the host's private address (`ip -br addr` on that host)")
+        if address in owners:
+            problems.append(f"hosts.{name}.address: {host['address']} is also hosts.{owners[address]}'s; "
+                            "each host needs its own address")
+        owners.setdefault(address, name)
+        last_port = inventory["engine_port"] + (host.get("replicas") or 1) - 1
+        if last_port > 65535:
+            problems.append(f"hosts.{name}.replicas: engine ports {inventory['engine_port']}-{last_port} "
+                            "go past 65535; lower engine_port")
+    gateway = inventory.get("gateway") if inventory["shape"] == "replicas" else None
+    if gateway:
+        host_ports = {str(ipaddress.ip_address(host["address"])): host.get("replicas") or 1
+                      for host in inventory["hosts"].values()}
+        try:
+            gateway_host = str(ipaddress.ip_address(gateway["host"]))
+        except ValueError:
+            gateway_host = gateway["host"]
+        engines = host_ports.get(gateway_host, 0)
+        if inventory["engine_port"] <= gateway["port"] < inventory["engine_port"] + engines:
+            problems.append(f"gateway.port: {gateway['port']} is one of the engine ports on {gateway['host']} "
+                            f"({inventory['engine_port']}-{inventory['engine_port'] + engines - 1}); "
+                            "choose another port or another host")
+    return problems
 
 
 def params_for(inventory: dict, port: int, bind_address: str | None = None) -> render.Params:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import re
 import types
 import typing
@@ -70,6 +71,42 @@ def _port(value: int) -> str | None:
 
 def _not_empty(value) -> str | None:
     return None if value else "empty: expected at least one entry"
+
+
+# RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens, 253 characters at most.
+HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+# Linux network interface names (IFNAMSIZ 16 with the NUL): no blanks, slashes or colons.
+INTERFACE_NAME = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+
+
+def _ip_address(value: str) -> str | None:
+    """An address Docker can publish on and URLs can name: a literal, since containers resolve no
+    inventory names and `docker run -p` takes no host name."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return (f"{value!r}: expected an IP address such as 10.0.0.11 or fd00::11 (no brackets, no port, "
+                "not empty)")
+    return None
+
+
+def _host(value: str) -> str | None:
+    if _ip_address(value) is None or (HOST_NAME.fullmatch(value) and not value.replace(".", "").isdigit()):
+        return None
+    return f"{value!r}: expected an IP address or a host name such as gpu-gateway.internal (not empty)"
+
+
+def _interface(value: str) -> str | None:
+    if INTERFACE_NAME.fullmatch(value) and value not in (".", ".."):
+        return None
+    return f"{value!r}: expected a network interface name such as eth0 (`ip -br link` lists them)"
+
+
+def _url_path(value: str) -> str | None:
+    if re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+        return None
+    return f"{value!r}: expected an absolute URL path such as /ready"
 
 
 # ---- presets/hardware.yaml ------------------------------------------------------------------
@@ -155,7 +192,7 @@ class Logging:
 @record
 class ContainerFile:
     default_port: int = key("host port unless PORT= is given", check=_port)
-    default_bind_address: str = key("host address unless BIND_ADDRESS= is given")
+    default_bind_address: str = key("host address unless BIND_ADDRESS= is given", check=_ip_address)
     image_name: str = key("the bundle image's repository")
     project_prefix: str = key("compose project name prefix, -<port> appended")
     hf_cache_default: str = key("host Hugging Face cache unless HF_CACHE= is set at up time")
@@ -176,7 +213,8 @@ class GatewayFile:
     port: int = key("the gateway's port inside its container", check=_port)
     metrics_port: int = key("smg's Prometheus port inside its container", check=_port)
     policy: Literal["cache_aware", "round_robin", "random", "power_of_two"] = key("smg's routing policy")
-    health_check_endpoint: str = key("the engine path smg probes (/ready: cheap; /health generates)")
+    health_check_endpoint: str = key("the engine path smg probes (/ready: cheap; /health generates)",
+                                     check=_url_path)
     health_check_interval_secs: int = key("seconds between smg's probes of each engine", check=_positive)
     health_failure_threshold: int = key("failed probes before smg takes an engine out", check=_positive)
     health_success_threshold: int = key("good probes before smg puts it back", check=_positive)
@@ -232,22 +270,24 @@ class KubernetesFile:
 
 @record
 class InventoryHost:
-    address: str = key("the host's private address: engines publish on it, the gateway/peers reach it")
+    address: str = key("the host's private IP address: engines publish on it, the gateway/peers reach it",
+                       check=_ip_address)
     replicas: int = key("engines on this host (shape: replicas), each on GPUs/replicas", check=_positive,
                         optional=True)
 
 
 @record
 class InventoryGateway:
-    host: str = key("the inventory host (or another address) where the gateway runs")
+    host: str = key("the address or host name of the machine where the gateway runs", check=_host)
     port: int = key("the gateway's port for clients", check=_port)
-    bind_address: str = key("host address the gateway publishes on", optional=True)
+    bind_address: str = key("host IP address the gateway publishes on", check=_ip_address, optional=True)
 
 
 @record
 class InventoryNodes:
     dist_init_port: int = key("rank 0's port for torch.distributed's rendezvous (--dist-init-addr)", check=_port)
-    interface: str = key("network interface NCCL and Gloo use between the nodes (NCCL_SOCKET_IFNAME)")
+    interface: str = key("network interface NCCL and Gloo use between the nodes (NCCL_SOCKET_IFNAME)",
+                         check=_interface)
     model_cache: Literal["per-node", "shared"] = key(
         "per-node: each node downloads into its own cache; shared: one network filesystem path")
 

@@ -3,10 +3,16 @@
 Compose project, the gateway reaching the engines over the network by address, as across hosts.
 
 The "private address" is this machine's docker0 address, which containers reach through the host.
+It is read from the interface itself, which exists wherever dockerd runs its default bridge: the
+bridge network's IPAM `Gateway` field is optional (a fresh dockerd 20.10 reports only the subnet).
 """
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import json
+import socket
+import struct
 import uuid
 
 import pytest
@@ -20,8 +26,23 @@ from stack import (CANARY_API_KEY, CANARY_HF_TOKEN, FIXTURES, GATEWAY_TEST_IMAGE
 pytestmark = pytest.mark.skipif(not STANDIN, reason="stand-in engines on one machine standing in for hosts")
 
 
+SIOCGIFADDR = 0x8915       # linux/sockios.h: an interface's IPv4 address
+
+
+def interface_address(name: str) -> str:
+    """The kernel's IPv4 address of a network interface, as `ip -4 addr show NAME` prints it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
+        except OSError as err:
+            raise AssertionError(f"no IPv4 address on {name} ({err}): is dockerd running with its default bridge?")
+    return socket.inet_ntoa(answer[20:24])
+
+
 def docker0_address() -> str:
-    return run("docker", "network", "inspect", "bridge", "--format", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+    address = interface_address("docker0")
+    assert ipaddress.ip_address(address).is_private, address
+    return address
 
 
 def standin_override(services: dict) -> dict:
