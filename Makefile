@@ -39,6 +39,10 @@ k8s-tree: | $(PY) ## regenerate the Kustomize base and per-pair overlays in k8s/
 hosts: | $(PY) ## compose files for engines on several hosts: INVENTORY=inventory.yml OUT=deploy/hosts
 	@$(PY) -m bundle.inventory
 
+.PHONY: api-key
+api-key: | $(PY) ## a new random API key in a mode-600 file, never printed: [API_KEY_FILE=secrets/api_key]
+	@$(PY) -m bundle.keys
+
 .PHONY: doctor download
 doctor: | $(PY) ## check this host for the deployment, one line per check with the fix: [HARDWARE= PRESET= ... ONLINE=1]
 	@$(PY) -m bundle.doctor

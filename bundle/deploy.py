@@ -34,6 +34,7 @@ import urllib.request
 from pathlib import Path
 
 from bundle import doctor, monitoring, render
+from bundle.errors import API_KEY_HINT
 from bundle import options  # noqa: E402
 from launcher.settings import EXIT_CONFIG_ERROR
 
@@ -114,7 +115,8 @@ def check_secrets(params: render.Params, secrets_dir: Path) -> None:
         if path:
             file = Path(path) if Path(path).is_absolute() else render.ROOT / path
             if not file.is_file() or (variable != "ENV_FILE" and not file.read_text().strip()):
-                raise DeployError(f"{variable}={path} is missing or empty")
+                hint = f"; {API_KEY_HINT}" if variable != "ENV_FILE" else ""
+                raise DeployError(f"{variable}={path} is missing or empty{hint}")
 
 
 IMAGE_CHECK_TIMEOUT_S = 30

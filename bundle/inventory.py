@@ -19,18 +19,20 @@ from __future__ import annotations
 import ipaddress
 import os
 import sys
+import shutil
 from pathlib import Path
 
 import yaml
 
 from bundle import render, schema
-from bundle.errors import RenderError
+from bundle.errors import API_KEY_HINT, HF_TOKEN_HINT, RenderError
 from launcher import sglang_flags
 from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.settings import ConfigError
 
 GATEWAY_FOLDER = "gateway"
 
+SECRETS_FOLDER = "secrets"     # in each host's folder: the secrets its file declares, copied by write()
 
 def load(path: Path, data: dict) -> dict:
     try:
@@ -85,10 +87,54 @@ def address_problems(inventory: dict) -> list[str]:
     return problems
 
 
-def params_for(inventory: dict, port: int, bind_address: str | None = None) -> render.Params:
-    return render.Params(port=port, bind_address=bind_address, api_key_file=inventory["api_key_file"],
-                         admin_api_key_file=inventory.get("admin_api_key_file"),
-                         secrets_dir=inventory.get("secrets_dir"))
+def params_for(inventory: dict, port: int, folder: Path, bind_address: str | None = None) -> render.Params:
+    """A host's file reads its secrets from its own folder (write() copies them there), so that the
+    folder is all a host needs."""
+    secrets = folder / SECRETS_FOLDER
+    return render.Params(port=port, bind_address=bind_address, api_key_file=str(secrets / "api_key"),
+                         admin_api_key_file=str(secrets / "admin_api_key") if inventory.get("admin_api_key_file")
+                         else None, secrets_dir=str(secrets))
+
+
+def secret_sources(data: dict, inventory: dict) -> dict[str, Path]:
+    """Compose secret name -> the file on this machine it is copied from (relative paths: from the
+    checkout, as `make render` reads them)."""
+    folder = Path(inventory.get("secrets_dir") or data["container"]["secrets_dir"])
+    sources = {"hf_token": folder / "hf_token", "api_key": Path(inventory["api_key_file"])}
+    if inventory.get("admin_api_key_file"):
+        sources["admin_api_key"] = Path(inventory["admin_api_key_file"])
+    return {name: path if path.is_absolute() else render.ROOT / path for name, path in sources.items()}
+
+
+def build_context() -> list[str]:
+    """What the images build from: the Dockerfiles and what .dockerignore lets into the context."""
+    kept = [line[1:].strip().rstrip("/") for line in (render.ROOT / ".dockerignore").read_text().splitlines()
+            if line.startswith("!")]
+    return ["Dockerfile", "Dockerfile.gateway", ".dockerignore", *kept]
+
+
+def fill_folder(folder: Path, text: str, sources: dict[str, Path]) -> None:
+    """The build context and the secrets the host's file declares, beside it."""
+    for name in build_context():
+        source, target = render.ROOT / name, folder / name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(source, target)
+    secrets = folder / SECRETS_FOLDER
+    secrets.mkdir(mode=0o700, exist_ok=True)
+    for name in yaml.safe_load(text).get("secrets") or {}:
+        if sources[name].is_file():
+            target = secrets / name
+            target.touch(mode=0o600)
+            target.chmod(0o600)
+            target.write_bytes(sources[name].read_bytes())
+
+
+def missing_secrets(compose_file: Path) -> list[Path]:
+    declared = yaml.safe_load(compose_file.read_text()).get("secrets") or {}
+    return [compose_file.parent / SECRETS_FOLDER / name for name in declared
+            if not (compose_file.parent / SECRETS_FOLDER / name).is_file()]
 
 
 def replica_files(data: dict, inventory: dict, out_dir: Path, command: str) -> dict[Path, str]:
@@ -103,13 +149,13 @@ def replica_files(data: dict, inventory: dict, out_dir: Path, command: str) -> d
             engine["publish"] = f"{bracketed(host['address'])}:{port}:{container_port}"
             worker_urls.append(f"http://{bracketed(host['address'])}:{port}")
         out = out_dir / name / "docker-compose.yml"
-        files[out] = render.render(data, deployment, params_for(inventory, inventory["engine_port"]), out, command,
-                                   render.Layout(engines, None))
+        files[out] = render.render(data, deployment, params_for(inventory, inventory["engine_port"], out.parent), out,
+                                   command, render.Layout(engines, None, out.parent))
     gateway = inventory["gateway"]
     out = out_dir / GATEWAY_FOLDER / "docker-compose.yml"
     deployment = render.resolve(data, inventory["hardware"], inventory["preset"])
-    params = params_for(inventory, gateway["port"], gateway.get("bind_address") or "0.0.0.0")
-    files[out] = render.render(data, deployment, params, out, command, render.Layout([], worker_urls))
+    params = params_for(inventory, gateway["port"], out.parent, gateway.get("bind_address") or "0.0.0.0")
+    files[out] = render.render(data, deployment, params, out, command, render.Layout([], worker_urls, out.parent))
     return files
 
 
@@ -127,8 +173,8 @@ def node_files(data: dict, inventory: dict, out_dir: Path, command: str) -> dict
         check_node(deployment, env, name)
         engine = render.engine_service(render.SINGLE_ENGINE_SERVICE, None, env=env, network_mode="host")
         out = out_dir / name / "docker-compose.yml"
-        files[out] = render.render(data, deployment, params_for(inventory, inventory["engine_port"]), out, command,
-                                   render.Layout([engine], None))
+        files[out] = render.render(data, deployment, params_for(inventory, inventory["engine_port"], out.parent), out,
+                                   command, render.Layout([engine], None, out.parent))
     return files
 
 
@@ -156,8 +202,10 @@ def write(inventory_path: Path, out_dir: Path) -> list[Path]:
     files = build(data, inventory, out_dir, command)      # everything checked before anything is written
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
+    sources = secret_sources(data, inventory)
         path.write_text(text)
     return list(files)
+        fill_folder(path.parent, text, sources)
 
 
 def main(argv=None) -> int:
@@ -174,7 +222,12 @@ def main(argv=None) -> int:
         print(f"hosts: {err}", file=sys.stderr)
         return 2
     for path in written:
-        print(f"wrote {path}: copy its folder to {path.parent.name} and run `docker compose up -d` there")
+        print(f"wrote {path.parent}/: copy the folder to {path.parent.name} (it holds the build files and its "
+              f"secrets), then run `docker compose up -d` in it there")
+        for secret in missing_secrets(path):
+            print(f"hosts: {secret} is missing: its source in {inventory} does not exist; create it "
+                  f"({API_KEY_HINT if secret.name != 'hf_token' else HF_TOKEN_HINT}) and run `make hosts` again",
+                  file=sys.stderr)
     return 0
 
 

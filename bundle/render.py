@@ -34,7 +34,7 @@ from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.gpus import NVIDIA_QUERY, parse_nvidia_smi_csv
 from launcher.settings import BundleSettings, ConfigError
 from bundle import options, schema  # noqa: E402
-from bundle.errors import RenderError  # noqa: E402,F401  (render.RenderError, as the callers know it)
+from bundle.errors import API_KEY_HINT, RenderError  # noqa: E402,F401  (render.RenderError, as the callers know it)
 from bundle.options import Params  # noqa: E402,F401
 
 DATA_DIR = ROOT / "presets"
@@ -311,7 +311,8 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
                           f"{deployment.hardware} has {deployment.count}")
     if not loopback and not params.api_key_file and not params.allow_no_api_key:
         raise RenderError(f"BIND_ADDRESS={params.bind_address} publishes the API beyond this host without "
-                          "an API key: set API_KEY_FILE=secrets/api_key, or ALLOW_NO_API_KEY=1 to waive it")
+                          "an API key: set API_KEY_FILE=secrets/api_key, or ALLOW_NO_API_KEY=1 to waive it; "
+                          f"{API_KEY_HINT}")
     out_dir = out.resolve().parent
 
     def from_out(path) -> str:
@@ -325,8 +326,9 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         if path:
             secrets.append({"name": name, "env": env, "file": from_out(path)})
     view = {
+    context: Path | None = None   # the images' build context, when not this checkout (a host's own folder)
         "project": f"{container['project_prefix']}-{port}",
-        "root": from_out(ROOT),
+        "root": from_out(layout.context if layout and layout.context else ROOT),
         "port": port,
         "bind_host": bind_host,
         "container_port": DEFAULT_FLAGS["--port"],   # the guard's port inside the container

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import ipaddress
 import json
+import shutil
 import socket
 import struct
 import uuid
@@ -85,8 +86,11 @@ def hosts(test_image, tmp_path_factory):
     out = ROOT / "deploy" / f"test-hosts-{uuid.uuid4().hex[:8]}"
     projects = []
     try:
-        files = inventory.write(path, out)
-        for compose_file in files:              # the engines' host first, the gateway last
+        for written in inventory.write(path, out):   # the engines' host first, the gateway last
+            # Each folder is all its host needs: run it from a copy outside the checkout, as there.
+            host_folder = tmp_path / "on-host" / written.parent.name
+            shutil.copytree(written.parent, host_folder)
+            compose_file = host_folder / written.name
             services = yaml.safe_load(compose_file.read_text())["services"]
             override = compose_file.parent / "override.yml"
             override.write_text(yaml.safe_dump(standin_override(services)))
