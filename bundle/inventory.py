@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import sys
 import shutil
+import sys
 from pathlib import Path
 
 import yaml
@@ -31,8 +31,8 @@ from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.settings import ConfigError
 
 GATEWAY_FOLDER = "gateway"
-
 SECRETS_FOLDER = "secrets"     # in each host's folder: the secrets its file declares, copied by write()
+
 
 def load(path: Path, data: dict) -> dict:
     try:
@@ -200,12 +200,12 @@ def write(inventory_path: Path, out_dir: Path) -> list[Path]:
     command = f"make hosts INVENTORY={inventory_path} OUT={out_dir}"
     build = replica_files if inventory["shape"] == "replicas" else node_files
     files = build(data, inventory, out_dir, command)      # everything checked before anything is written
+    sources = secret_sources(data, inventory)
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-    sources = secret_sources(data, inventory)
+        fill_folder(path.parent, text, sources)
         path.write_text(text)
     return list(files)
-        fill_folder(path.parent, text, sources)
 
 
 def main(argv=None) -> int:
