@@ -99,9 +99,11 @@ def collect_environment(environ, catalogue: Catalogue) -> dict[str, ChosenFlag]:
             if name in secret_names or is_service_link(name, text):
                 continue
             if name not in catalogue.by_env:
-                raise ConfigError(f"{name} is not a setting: no SGLang {catalogue.sglang_version} flag "
-                                  f"is called --{name[len(FLAG_ENV_PREFIX):].lower().replace('_', '-')}."
-                                  + suggest(name, list(catalogue.by_env) + list(ALIASES)))
+                raise ConfigError(f"{name} is not a setting: " + (
+                    catalogue.ambiguous_short_form(name)
+                    or f"no SGLang {catalogue.sglang_version} flag is called "
+                       f"--{name[len(FLAG_ENV_PREFIX):].lower().replace('_', '-')}."
+                       + suggest(name, list(catalogue.by_env) + list(ALIASES))))
             flag, option = catalogue.by_env[name]
         else:
             continue

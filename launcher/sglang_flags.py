@@ -37,10 +37,25 @@ class Flag:
 
 
 class Catalogue:
-    def __init__(self, flags):
+    def __init__(self, flags, short_forms=None):
         self.flags = flags
         self.by_option = {opt: f for f in flags for opt in f.options}
         self.by_env = {env_name_for_option(opt): (f, opt) for f in flags for opt in f.options}
+        # ENGINE_TP: SGLang's parser reads --tp as --tp-size (a unique prefix), so the short name
+        # sets that flag, written out in full in the argv.
+        self.short_forms = short_forms or {}
+        for stem, form in self.short_forms.items():
+            if len(form["matches"]) == 1:
+                option = form["matches"][0]
+                self.by_env.setdefault(env_name_for_option(stem), (self.by_option[option], option))
+
+    def ambiguous_short_form(self, name: str) -> str | None:
+        """Why ENGINE_PP sets nothing: SGLang's own parser refuses --pp as ambiguous."""
+        for stem, form in self.short_forms.items():
+            if env_name_for_option(stem) == name and len(form["matches"]) > 1:
+                return (f"SGLang {self.sglang_version}'s parser refuses {stem} as ambiguous "
+                        f"({', '.join(form['matches'])}). Set {env_name_for_option(form['for'])} for {form['for']}")
+        return None
 
     @classmethod
     def load(cls, path: Path = CATALOGUE_PATH) -> "Catalogue":
@@ -49,7 +64,7 @@ class Catalogue:
                       nargs=f["nargs"], choices=tuple(f["choices"]) if f["choices"] else None,
                       default=f["default"], help=f["help"], deprecated=f.get("deprecated"))
                  for f in data["flags"]]
-        catalogue = cls(flags)
+        catalogue = cls(flags, data.get("short_forms"))
         catalogue.sglang_version = data["sglang_version"]
         return catalogue
 

@@ -568,3 +568,33 @@ def test_bundle_settings_object_has_one_typed_field_per_table_row():
     assert (parsed.engine_port, parsed.preflight, parsed.parse_check) == (31000, False, True)
     with pytest.raises(dataclasses.FrozenInstanceError):
         parsed.engine_port = 1
+
+
+# --- SGLang's short forms of the parallel sizes (issue 22, item 6) ----------------------------
+
+def test_short_forms_sglang_reads_set_their_flag_written_in_full():
+    """Seed readers type ENGINE_TP=4 (SGLang's docs write --tp 4): it sets --tp-size."""
+    config = build_config({"ENGINE_TP": "4", "ENGINE_DP": "2"}, [], sglang_flags.Catalogue.load())
+    assert flags_after(config.argv, "--tp-size") == "4" and flags_after(config.argv, "--dp-size") == "2"
+    assert "--tp" not in config.argv and "--dp" not in config.argv
+    assert (config.values["tp_size"], config.values["dp_size"]) == (4, 2)
+    assert config.sources["tp_size"] == "ENGINE_TP"
+
+
+def test_short_form_given_with_its_long_form_is_refused():
+    with pytest.raises(ConfigError, match="^ENGINE_TP_SIZE and ENGINE_TP both set --tp-size; set only one$"):
+        argv_for({"ENGINE_TP": "4", "ENGINE_TP_SIZE": "2"})
+
+
+def test_short_form_sglang_refuses_as_ambiguous_names_the_long_form():
+    with pytest.raises(ConfigError) as err:
+        argv_for({"ENGINE_PP": "2"})
+    assert str(err.value) == ("ENGINE_PP is not a setting: SGLang 0.5.23's parser refuses --pp as ambiguous "
+                              "(--pp-async-batch-depth, --pp-max-micro-batch-size, --pp-size). "
+                              "Set ENGINE_PP_SIZE for --pp-size")
+
+
+def test_print_command_takes_engine_tp():
+    result = run_entrypoint("--print-command", env={"ENGINE_TP": "4"})
+    assert result.returncode == 0, result.stderr
+    assert flags_after(json.loads(result.stdout), "--tp-size") == "4"

@@ -153,3 +153,25 @@ def test_optional_value_empty_gives_the_bare_option_and_the_default():
     assert env_to_argv(optional, "--model-checksum", "abc", "E") == (["--model-checksum", "abc"], "abc")
     plain = flag(options=("--served-model-name",), default="DEFAULT")
     assert env_to_argv(plain, "--served-model-name", "", "E") == (["--served-model-name", ""], "")
+
+
+# --- short forms (--tp for --tp-size), as SGLang's own parser reads them ------------------------
+
+def test_short_forms_agree_with_sglangs_own_parser(catalogue, capsys):
+    """SGLang parses with argparse's default allow_abbrev: a unique prefix is the option."""
+    import argparse
+    from sglang.srt.server_args import ServerArgs
+    parser = argparse.ArgumentParser(prog="sglang serve")
+    ServerArgs.add_cli_args(parser)
+    assert catalogue.by_env["ENGINE_TP"][1] == "--tp-size" and catalogue.by_env["ENGINE_DP"][1] == "--dp-size"
+    assert catalogue.by_env["ENGINE_EP"][1] == "--ep"   # a real alias of --ep-size, not a short form
+    assert "ENGINE_PP" not in catalogue.by_env
+    for stem, form in catalogue.short_forms.items():
+        env = env_name_for_option(stem)
+        if env in catalogue.by_env:
+            flag, _option = catalogue.by_env[env]
+            assert getattr(parser.parse_args(["--model-path", "m", stem, "3"]), flag.dest) == 3, stem
+        else:
+            with pytest.raises(SystemExit):
+                parser.parse_args(["--model-path", "m", stem, "3"])
+            assert f"ambiguous option: {stem} could match" in capsys.readouterr().err, stem

@@ -8,6 +8,12 @@ SGLang version:
     python tools/gen_flag_catalogue.py > launcher/sglang_flags.json
 
 tests/test_sglang_parser.py fails when the catalogue and the installed parser disagree.
+
+Besides the flags, "short_forms": what SGLang's parser makes of the short names its docs and users
+type for the parallelism sizes (`--tp 4` for --tp-size): argparse takes any unique prefix of an
+option, so `--tp` is --tp-size while `--pp` is refused as ambiguous (--pp-size,
+--pp-max-micro-batch-size, ...). Recorded from the parser, not listed by hand, so a release that
+adds a --tp-* flag turns ENGINE_TP into a refusal when the catalogue is regenerated.
 """
 import argparse
 import json
@@ -64,6 +70,23 @@ def describe(action):
     return entry
 
 
+def short_forms(parser):
+    """--X of every --X-size that has a --*-parallel-size spelling -> the options the parser
+    matches it to (one: SGLang takes it; several: SGLang refuses it as ambiguous)."""
+    forms = {}
+    for action in parser._actions:
+        if not any(o.endswith("-parallel-size") for o in action.option_strings):
+            continue
+        for option in action.option_strings:
+            stem = option.removesuffix("-size")
+            if stem == option or option.endswith("-parallel-size") or stem in parser._option_string_actions:
+                continue   # not a short size option, or the stem is a real alias (--ep) already
+            # element 1 of each tuple is the matched option string (3- or 4-tuples by Python version)
+            forms[stem] = {"for": option,
+                           "matches": sorted({match[1] for match in parser._get_option_tuples(stem)})}
+    return forms
+
+
 def main():
     from sglang.srt.server_args import ServerArgs
     from sglang.version import __version__
@@ -76,6 +99,7 @@ def main():
             "generated_by": "python tools/gen_flag_catalogue.py > launcher/sglang_flags.json (do not edit)",
             "sglang_version": __version__,
             "flags": flags,
+            "short_forms": short_forms(parser),
         },
         sys.stdout,
         indent=1,
