@@ -272,6 +272,7 @@ class Layout:
     """What one compose file runs, when it is not the plain REPLICAS= file (inventories: bundle/inventory.py)."""
     engines: list             # engine_service() dicts; may be empty (a gateway-only host)
     worker_urls: list | None  # the gateway's engines; None: no gateway in this file
+    context: Path | None = None   # the images' build context, when not this checkout (a host's own folder)
 
 
 def gateway_command(data: dict, worker_urls: list[str]) -> list[str]:
@@ -326,7 +327,6 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
         if path:
             secrets.append({"name": name, "env": env, "file": from_out(path)})
     view = {
-    context: Path | None = None   # the images' build context, when not this checkout (a host's own folder)
         "project": f"{container['project_prefix']}-{port}",
         "root": from_out(layout.context if layout and layout.context else ROOT),
         "port": port,
