@@ -7,6 +7,7 @@ shape: replicas    each host runs its own engines (REPLICAS per host), published
                    private address and guarded by the API key; OUT_DIR/gateway/ runs SGLang's
                    gateway in front of all of them. More throughput, any number of hosts.
 shape: one-engine  one engine spans the hosts (SGLang's --nnodes/--node-rank/--dist-init-addr),
+                   one pipeline stage per host (--pp-size = hosts, tensor parallel within each),
                    host networking for NCCL; the API is served by rank 0 only. For what one host
                    cannot hold.
 
@@ -163,7 +164,8 @@ def node_files(data: dict, inventory: dict, out_dir: Path, command: str) -> dict
     """Per node, in inventory order (rank 0 first): the same engine with its rank."""
     hosts = list(inventory["hosts"].items())
     nodes = inventory["nodes"]
-    deployment = render.resolve(data, inventory["hardware"], inventory["preset"], nodes=len(hosts))
+    deployment = render.resolve(data, inventory["hardware"], inventory["preset"], nodes=len(hosts),
+                                tp_across_nodes=bool(nodes.get(render.TP_ACROSS_NODES.lower())))
     leader = f"{bracketed(hosts[0][1]['address'])}:{nodes['dist_init_port']}"
     files = {}
     for rank, (name, host) in enumerate(hosts):

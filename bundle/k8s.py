@@ -1,6 +1,7 @@
 """Kubernetes manifests from the preset data: the same engines, checks and gateway as the compose files.
 
     python -m bundle.k8s render --hardware h100x4 --preset basic --out DIR [--replicas N] [--nodes N]
+                        [--allow-tp-across-nodes 1]
                         plain manifests, what `kubectl apply -f DIR` takes (`make k8s`)
     python -m bundle.k8s tree [--out k8s]
                         the Kustomize base and one overlay per renderable pair (`make k8s-tree`)
@@ -10,7 +11,8 @@
 
 What is rendered (docs/kubernetes.md): the engine as a Deployment (REPLICAS= pods, each on
 GPUs/REPLICAS of the profile, as `make render` splits a host) or, with NODES=N, a LeaderWorkerSet
-whose every group is one engine across N pods of a whole profile each; SGLang's gateway as its own
+whose every group is one engine across N pods of a whole profile each, one pipeline stage per pod
+(ALLOW_TP_ACROSS_NODES=1: tensor parallel across them instead); SGLang's gateway as its own
 Deployment that finds the engine pods through the Kubernetes API (smg's pod discovery: a
 ServiceAccount, a Role to list and watch pods, a RoleBinding) and registers only Ready ones; the
 gateway's Service; the model cache's PersistentVolumeClaim; a NetworkPolicy that lets only the
@@ -53,6 +55,10 @@ KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
 
 NODES = options.BY_VARIABLE.get("NODES") or options.Option(
     "NODES", int, options.count, "nodes one engine spans (a LeaderWorkerSet of NODES pods)", value_name="2")
+TP_ACROSS_NODES = options.BY_VARIABLE.get(render.TP_ACROSS_NODES) or options.Option(
+    render.TP_ACROSS_NODES, bool, options.switch,
+    "1, with NODES=: tensor parallel over every node's GPUs instead of one pipeline stage per node (every "
+    "layer's all-reduce crosses the network; TP may exceed the model's KV heads)", default=False, value_name="1")
 SECRETS_MOUNT = "/run/secrets"
 HF_CACHE_MOUNT = "/root/.cache/huggingface"    # the image's HF_HOME (Dockerfile)
 # The values LeaderWorkerSet puts in every pod's environment, first in the list (lws
@@ -75,18 +81,22 @@ class Shape:
     deployment: render.Deployment
     replicas: int             # engines behind the gateway
     nodes: int                # pods per engine (1: a Deployment; more: a LeaderWorkerSet)
+    tp_across_nodes: bool = False   # TP_ACROSS_NODES: no pipeline stages, TP over every pod's GPUs
 
     @property
     def gpus_per_pod(self) -> int:
         return self.deployment.gpus_per_replica if self.nodes == 1 else self.deployment.count
 
 
-def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: int = 1) -> Shape:
+def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: int = 1,
+            tp_across_nodes: bool = False) -> Shape:
     """The engine of the pair, checked as for compose (render.resolve). With nodes > 1 each pod holds
-    a whole profile and `replicas` counts LeaderWorkerSet groups, each one engine."""
+    a whole profile, one pipeline stage of the engine (or, with tp_across_nodes, a share of its TP
+    group), and `replicas` counts LeaderWorkerSet groups, each one engine."""
     if nodes == 1:
-        return Shape(render.resolve(data, hardware, preset, replicas), replicas, 1)
-    return Shape(render.resolve(data, hardware, preset, 1, nodes), replicas, nodes)
+        return Shape(render.resolve(data, hardware, preset, replicas, tp_across_nodes=tp_across_nodes), replicas, 1,
+                     tp_across_nodes)
+    return Shape(render.resolve(data, hardware, preset, 1, nodes, tp_across_nodes), replicas, nodes, tp_across_nodes)
 
 
 def engine_env(data: dict, shape: Shape) -> list[dict]:
@@ -258,15 +268,17 @@ def render_files(data: dict, shape: Shape, command: str) -> dict[str, str]:
             + env.get_template(name + ".j2").render(**context) for name in FILES}
 
 
-def command_line(hardware: str, preset: str, out: str, replicas: int, nodes: int) -> str:
-    extra = (f" REPLICAS={replicas}" if replicas > 1 else "") + (f" NODES={nodes}" if nodes > 1 else "")
+def command_line(hardware: str, preset: str, out: str, replicas: int, nodes: int, tp_across_nodes: bool = False) -> str:
+    extra = ((f" REPLICAS={replicas}" if replicas > 1 else "") + (f" NODES={nodes}" if nodes > 1 else "")
+             + (f" {TP_ACROSS_NODES.variable}=1" if tp_across_nodes else ""))
     return f"make k8s HARDWARE={hardware} PRESET={preset}{extra} OUT={out}"
 
 
-def write_plain(data: dict, hardware: str, preset: str, out: Path, replicas: int = 1, nodes: int = 1) -> Shape:
+def write_plain(data: dict, hardware: str, preset: str, out: Path, replicas: int = 1, nodes: int = 1,
+                tp_across_nodes: bool = False) -> Shape:
     """The plain manifests of one pair in `out`, for `kubectl apply -f out`."""
-    shape = resolve(data, hardware, preset, replicas, nodes)
-    files = render_files(data, shape, command_line(hardware, preset, str(out), replicas, nodes))
+    shape = resolve(data, hardware, preset, replicas, nodes, tp_across_nodes)
+    files = render_files(data, shape, command_line(hardware, preset, str(out), replicas, nodes, tp_across_nodes))
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (out / name).write_text(text)
@@ -279,7 +291,8 @@ def overlay_name(hardware: str, preset: str, nodes: int = 1) -> str:
     return f"{hardware}-{preset}" + (f"-nodes{nodes}" if nodes > 1 else "")
 
 
-# One engine across two nodes, where SGLang's multi-node docs place a 70B: 2 x 4 GPUs at --tp-size 8.
+# One engine across two 4-GPU nodes, the split SGLang's multi-node docs show for a 70B, as the bundle
+# makes it: one pipeline stage per node (--pp-size 2), tensor parallel within each (--tp-size 4).
 MULTI_NODE_OVERLAYS = (("h100x4", "basic", 2),)
 
 
@@ -404,7 +417,7 @@ K8S_HELP = {"OUT": "the folder to write the manifests into (kubectl apply -f OUT
 
 
 def _render_options() -> tuple:
-    return (*(options.BY_VARIABLE[v] for v in ("HARDWARE", "PRESET", "OUT", "REPLICAS")), NODES)
+    return (*(options.BY_VARIABLE[v] for v in ("HARDWARE", "PRESET", "OUT", "REPLICAS")), NODES, TP_ACROSS_NODES)
 
 
 def _read(option: options.Option, given: str | None):
@@ -442,7 +455,7 @@ def main(argv=None) -> int:
                 raise RenderError(f"{variable}= is required: make k8s HARDWARE=h100x4 PRESET=basic OUT=dir")
         out = Path(chosen["OUT"])
         shape = write_plain(data, chosen["HARDWARE"], chosen["PRESET"], out, chosen["REPLICAS"] or 1,
-                            chosen["NODES"] or 1)
+                            chosen["NODES"] or 1, chosen[TP_ACROSS_NODES.variable])
         kind = "LeaderWorkerSet" if shape.nodes > 1 else "Deployment"
         print(f"wrote {', '.join(str(out / name) for name in FILES)}: {kind} of {shape.replicas} engine(s), "
               f"{shape.gpus_per_pod} GPUs per pod; kubectl apply -f {out}")

@@ -125,10 +125,13 @@ def per_replica_gpus(count: int, replicas: int, hardware: str) -> int:
     return count // replicas
 
 
-def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: int = 1) -> Deployment:
+def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: int = 1,
+            tp_across_nodes: bool = False) -> Deployment:
     """The pair's engine, checked as the container checks it; with replicas > 1, one of the
     `replicas` engines, each on count/replicas GPUs ('gpus' in the preset means those); with
-    nodes > 1, one engine on the GPUs of `nodes` hosts of this profile ('gpus': all of them)."""
+    nodes > 1, one engine on the GPUs of `nodes` hosts of this profile, one pipeline stage per
+    node ('gpus': one node's), or with tp_across_nodes (the opt-in TP_ACROSS_NODES) tensor
+    parallel over all of them ('gpus': every node's)."""
     profiles, presets = data["hardware"]["hardware"], data["presets"]["presets"]
     if hardware not in profiles:
         raise RenderError(f"unknown HARDWARE={hardware!r}; profiles: {', '.join(profiles)}")
@@ -154,8 +157,11 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: in
             flags.pop(name, None)
         else:
             flags[name] = value
-    flags = {name: _gpu_count_expr(value, engine_gpus, f"{preset}.flags.{name}") for name, value in flags.items()}
+    tp_gpus = engine_gpus if tp_across_nodes else per_replica
+    flags = {name: _gpu_count_expr(value, tp_gpus, f"{preset}.flags.{name}") for name, value in flags.items()}
     if nodes > 1:
+        if not tp_across_nodes:
+            flags.setdefault("pp-size", nodes)     # one stage per node (SGLang gives node k stage k)
         flags["nnodes"] = nodes     # node-rank and dist-init-addr differ per node: render_nodes adds them
 
     engine_env = {}
@@ -169,16 +175,18 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: in
         raise RenderError(f"{preset} on {hardware}: {err}") from None
 
     values = config.values
-    world = int(values.get("tp_size") or 1) * int(values.get("pp_size") or 1) * int(values.get("dp_size") or 1)
-    if world != engine_gpus:
-        shape = (f"each of {replicas} replicas has {per_replica}" if replicas > 1 else
-                 f"{nodes} nodes of {count} have {engine_gpus}" if nodes > 1 else f"the profile has {count}")
-        raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, {shape}")
     model = values["model_path"]
     shape = memory.KNOWN_MODELS.get(model)
     if shape is None:
         raise RenderError(f"{preset} on {hardware}: {model} is not in memory.KNOWN_MODELS, "
                           "so its memory cannot be checked")
+    where = f"{preset} on {hardware}" + (f" across {nodes} nodes" if nodes > 1 else "")
+    check_parallelism(values, shape, where, per_replica, nodes, tp_across_nodes)
+    world = int(values.get("tp_size") or 1) * int(values.get("pp_size") or 1) * int(values.get("dp_size") or 1)
+    if world != engine_gpus:
+        have = (f"each of {replicas} replicas has {per_replica}" if replicas > 1 else
+                f"{nodes} nodes of {count} have {engine_gpus}" if nodes > 1 else f"the profile has {count}")
+        raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, {have}")
     plan = memory.plan_memory(model, shape, values, gpu["memory_mib"] / 1024)
     if (plan.fp8_weights or plan.kv_dtype_bytes == 1) and not gpu["fp8"]:
         raise RenderError(f"{preset} on {hardware}: uses FP8, which {gpu['name']} does not support")
@@ -186,6 +194,8 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: in
         raise RenderError(f"{preset} on {hardware} does not fit: {plan.explain()}")
 
     rationale = [spec["rationale"]] + ([override["rationale"]] if override.get("rationale") else [])
+    if nodes > 1:
+        rationale.append(across_nodes_rationale(values, nodes, tp_across_nodes))
     container = data["container"]
     return Deployment(
         hardware=hardware, preset=preset, summary=spec["summary"], gpu=gpu, count=count,
@@ -194,6 +204,49 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: in
         flags=flags, engine_env=engine_env, extra_env=dict(spec.get("env") or {}),
         rationale_lines=_wrap(" ".join(rationale)), plan=plan,
         engine_argv=config.engine_argv(BundleSettings.from_environ(engine_env)), replicas=replicas, nodes=nodes)
+
+
+# The opt-in that lets tensor parallelism cross nodes or exceed the model's KV heads: the make
+# variable of `make k8s` (bundle/k8s.py) and, in lower case, the key of an inventory's `nodes:`.
+TP_ACROSS_NODES = "ALLOW_TP_ACROSS_NODES"
+TP_ACROSS_NODES_SETTING = (f"{TP_ACROSS_NODES}=1 (make k8s) or `{TP_ACROSS_NODES.lower()}: true` under an "
+                           "inventory's nodes:")
+
+
+def check_parallelism(values: dict, shape: memory.ModelShape, where: str, gpus_per_node: int, nodes: int,
+                      tp_across_nodes: bool) -> None:
+    """Tensor parallelism inside one node and within the model's KV heads; pipeline stages across
+    nodes, without speculative decoding. The first two are waived by the opt-in."""
+    tp, pp = int(values.get("tp_size") or 1), int(values.get("pp_size") or 1)
+    reasons = []
+    if not tp_across_nodes:
+        if nodes > 1 and tp > gpus_per_node:
+            reasons.append(f"tp-size {tp} spans nodes of {gpus_per_node} GPUs, so every layer's all-reduce crosses "
+                           f"the network instead of staying on the node's NVLink; across nodes the bundle runs "
+                           f"one pipeline stage per node (--pp-size {nodes}, tp-size at most {gpus_per_node})")
+        if tp > shape.kv_heads:
+            reasons.append(f"tp-size {tp} is more than the model's {shape.kv_heads} KV heads (num_key_value_heads "
+                           f"of its config.json, launcher/memory.py): SGLang copies each KV head onto "
+                           f"{tp // shape.kv_heads} GPUs, so the extra GPUs add no KV cache per token")
+    if reasons:
+        raise RenderError(f"{where}: " + "; ".join(reasons) + f". Set {TP_ACROSS_NODES_SETTING} to render it anyway")
+    if pp > 1 and values.get("speculative_algorithm"):
+        # sglang/srt/arg_groups/validation_hook.py, check_pipeline_parallel_compat: PP takes only
+        # EAGLE, and only on a PD prefill node or with the experimental SGLANG_ENABLE_PP_SPEC.
+        raise RenderError(f"{where}: pipeline parallelism (--pp-size {pp}) with speculative decoding "
+                          f"({values['speculative_algorithm']}) is refused by SGLang 0.5.23 outside PD "
+                          f"disaggregation; choose a preset without it (basic), or set {TP_ACROSS_NODES_SETTING} "
+                          "for tensor parallelism over every node's GPUs instead")
+
+
+def across_nodes_rationale(values: dict, nodes: int, tp_across_nodes: bool) -> str:
+    tp, pp = int(values.get("tp_size") or 1), int(values.get("pp_size") or 1)
+    if tp_across_nodes:
+        return (f"Across {nodes} nodes: tensor parallel over every node's GPUs (tp-size {tp}, "
+                f"{TP_ACROSS_NODES}): every layer's all-reduce crosses the network.")
+    return (f"Across {nodes} nodes: one pipeline stage per node (--pp-size {pp}, as the seed guide "
+            f"advises for multi-node), tensor parallel over each node's {tp} GPUs on NVLink; only "
+            "activations cross the network, once per stage. SGLang turns the overlap scheduler off with PP.")
 
 
 def base_image(data: dict, lane: str) -> str:

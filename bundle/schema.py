@@ -290,6 +290,9 @@ class InventoryNodes:
                          check=_interface)
     model_cache: Literal["per-node", "shared"] = key(
         "per-node: each node downloads into its own cache; shared: one network filesystem path")
+    allow_tp_across_nodes: bool = key(
+        "true: tensor parallel over every node's GPUs instead of one pipeline stage per node (every "
+        "layer's all-reduce crosses the network; TP may exceed the model's KV heads)", optional=True)
 
 
 @record

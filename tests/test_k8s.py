@@ -165,6 +165,10 @@ def test_make_k8s_writes_what_kubectl_apply_f_takes(tmp_path):
     (["HARDWARE=h100x4", "PRESET=throughput-fp8", "NODES=2", "OUT=x"],
      "data-parallel replicas across nodes are not supported by SGLang (ENGINE_DP_SIZE, ENGINE_NNODES)"),
     (["HARDWARE=h100x4", "NODES=0", "OUT=x"], "NODES='0': expected a whole number, 1 or more"),
+    (["HARDWARE=h100x8", "PRESET=latency", "NODES=2", "OUT=x"],
+     "pipeline parallelism (--pp-size 2) with speculative decoding (EAGLE3) is refused by SGLang 0.5.23"),
+    (["HARDWARE=h100x4", "NODES=2", "ALLOW_TP_ACROSS_NODES=maybe", "OUT=x"],
+     "ALLOW_TP_ACROSS_NODES='maybe': expected 1 or 0"),
 ])
 def test_make_k8s_refuses_a_shape_that_cannot_work_before_writing(tmp_path, args, message):
     result = subprocess.run(["make", "--no-print-directory", "k8s", *[a.replace("OUT=x", f"OUT={tmp_path}/out")
@@ -174,6 +178,41 @@ def test_make_k8s_refuses_a_shape_that_cannot_work_before_writing(tmp_path, args
     assert result.returncode != 0
     assert message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_make_k8s_nodes_2_on_h100x4_is_one_pipeline_stage_per_node(tmp_path):
+    result = make("k8s", "HARDWARE=h100x4", "PRESET=basic", "NODES=2", f"OUT={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    objects = k8s.load_objects([tmp_path])
+    assert k8s.validate_objects(objects) == []
+    for pod in engine_pod_specs(objects).values():
+        env = {e["name"]: e["value"] for e in env_of(pod)}
+        assert (env["ENGINE_TP_SIZE"], env["ENGINE_PP_SIZE"], env["ENGINE_NNODES"]) == ("4", "2", "2")
+        assert pod["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": 4}
+    assert "one pipeline stage per node (--pp-size 2" in (tmp_path / "engine.yaml").read_text()
+
+
+def test_make_k8s_renders_tp_across_nodes_only_with_the_opt_in(tmp_path):
+    result = make("k8s", "HARDWARE=h100x4", "PRESET=basic", "NODES=2", "ALLOW_TP_ACROSS_NODES=1", f"OUT={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    objects = k8s.load_objects([tmp_path])
+    assert k8s.validate_objects(objects) == []
+    for pod in engine_pod_specs(objects).values():
+        env = {e["name"]: e["value"] for e in env_of(pod)}
+        assert env["ENGINE_TP_SIZE"] == "8" and "ENGINE_PP_SIZE" not in env
+    assert (tmp_path / "engine.yaml").read_text().startswith(
+        f"# GENERATED FILE, do not edit: make k8s HARDWARE=h100x4 PRESET=basic NODES=2 ALLOW_TP_ACROSS_NODES=1 "
+        f"OUT={tmp_path}\n")
+
+
+def test_a_presets_tp_across_nodes_is_refused_naming_the_opt_in():
+    data = copy.deepcopy(DATA)
+    data["presets"]["presets"]["basic"]["hardware"]["h100x4"] = {"rationale": "test", "flags": {"tp-size": 8}}
+    with pytest.raises(render.RenderError) as err:
+        k8s.resolve(data, "h100x4", "basic", 1, 2)
+    assert "tp-size 8 spans nodes of 4 GPUs" in str(err.value) and "ALLOW_TP_ACROSS_NODES=1" in str(err.value)
+    shape = k8s.resolve(data, "h100x4", "basic", 1, 2, tp_across_nodes=True)
+    assert k8s.validate_objects(objects_of(k8s.render_files(data, shape, "test"))) == []
 
 
 # ---- the engine ---------------------------------------------------------------------------------
@@ -195,8 +234,10 @@ def test_every_pod_environment_passes_the_containers_own_checks(tmp_path):
         environ = {k: str(tmp_path / os.path.basename(v)) if k.endswith("_FILE") else v for k, v in environ.items()}
         argv = build_config(environ, [], render._catalogue()).engine_argv(BundleSettings.from_environ(environ))
         flags = {arg: argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg.startswith("--")}
-        # 2 nodes x 4 H100: one TP8 engine; rank from LWS_WORKER_INDEX; rendezvous on the leader's port 20000
-        assert (flags["--tp-size"], flags["--nnodes"], flags["--node-rank"]) == ("8", "2", str(rank))
+        # 2 nodes x 4 H100: one engine, a pipeline stage of TP4 per node; rank from LWS_WORKER_INDEX;
+        # rendezvous on the leader's port 20000
+        assert (flags["--tp-size"], flags["--pp-size"], flags["--nnodes"], flags["--node-rank"]) == (
+            "4", "2", "2", str(rank))
         assert flags["--dist-init-addr"] == f"{leader}:20000"
         assert "k" * 32 not in argv
 

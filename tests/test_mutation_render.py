@@ -95,7 +95,9 @@ def test_replicas_and_nodes():
     two = render.resolve(DATA, "h100x8", "basic", replicas=2)
     assert two.flags["tp-size"] == 4 and two.gpus_per_replica == 4 and two.replicas == 2
     nodes = render.resolve(DATA, "h100x4", "basic", nodes=2)
-    assert nodes.flags["tp-size"] == 8 and nodes.flags["nnodes"] == 2 and nodes.engine_env["ENGINE_NNODES"] == "2"
+    assert (nodes.flags["tp-size"], nodes.flags["pp-size"]) == (4, 2)        # a pipeline stage per node
+    assert nodes.flags["nnodes"] == 2 and nodes.engine_env["ENGINE_NNODES"] == "2"
+    assert render.resolve(DATA, "h100x4", "basic", nodes=2, tp_across_nodes=True).flags["tp-size"] == 8
     assert "nnodes" not in render.resolve(DATA, "h100x4", "basic").flags
     for replicas, nodes in ((2, 2), (1, 0)):
         assert refusal(render.resolve, DATA, "h100x8", "basic", replicas=replicas, nodes=nodes) == (
