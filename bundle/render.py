@@ -187,7 +187,7 @@ def resolve(data: dict, hardware: str, preset: str, replicas: int = 1, nodes: in
         have = (f"each of {replicas} replicas has {per_replica}" if replicas > 1 else
                 f"{nodes} nodes of {count} have {engine_gpus}" if nodes > 1 else f"the profile has {count}")
         raise RenderError(f"{preset} on {hardware}: tp*pp*dp = {world} GPUs, {have}")
-    plan = memory.plan_memory(model, shape, values, gpu["memory_mib"] / 1024)
+    plan = memory.plan_memory(model, shape, values, gpu["memory_mib"] / 1024, cuda=image["vendor"] == "nvidia")
     if (plan.fp8_weights or plan.kv_dtype_bytes == 1) and not gpu["fp8"]:
         raise RenderError(f"{preset} on {hardware}: uses FP8, which {gpu['name']} does not support")
     if not plan.fits:
@@ -437,15 +437,17 @@ def write_monitoring(data: dict, deployment: Deployment, params: Params, out: Pa
 
 
 def markdown_table(data: dict) -> str:
-    rows = ["| hardware | preset | GPUs | weights; engine flags | weights/GPU | KV tokens per replica |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| hardware | preset | GPUs | weights; engine flags | weights/GPU | mem-fraction-static | "
+            "KV tokens per replica |", "|---|---|---|---|---|---|---|"]
     for hardware, preset in pairs(data):
         d = resolve(data, hardware, preset)
         flags = " ".join(f"`--{k}`" if v is True else f"`--{k} {v}`" for k, v in d.flags.items()
                          if k not in ("model-path", "enable-metrics", "tool-call-parser"))
         model = "FP8" if d.plan.fp8_weights else "BF16"
+        fraction = (f"{d.plan.mem_fraction:.3f} (SGLang's)" if d.plan.mem_fraction_is_sglang_default
+                    else f"{d.plan.mem_fraction:g}")
         rows.append(f"| {hardware} | {preset} | {d.count}x {d.gpu['name']} | {model}; {flags} | "
-                    f"{d.plan.weights_gib:.1f} GiB | {d.plan.kv_tokens:,} |")
+                    f"{d.plan.weights_gib:.1f} GiB | {fraction} | {d.plan.kv_tokens:,} |")
     return "\n".join(rows)
 
 
@@ -522,4 +524,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)

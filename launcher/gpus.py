@@ -118,7 +118,8 @@ def preflight(config: EngineConfig, settings: BundleSettings, environ, gpus: lis
     if shape is None:
         notes.append(f"memory check skipped: {model} is not cached and not in the built-in table")
     else:
-        plan = plan_memory(model, shape, v, min(g.memory_mib for g in used) / 1024)
+        plan = plan_memory(model, shape, v, min(g.memory_mib for g in used) / 1024,
+                           cuda=used[0].vendor == "nvidia")
         if not plan.fits:
             raise ConfigError(f"{model} does not fit on {used[0].name} x{per_node}: {plan.explain()}")
         notes.append(f"memory: {plan.explain()}")

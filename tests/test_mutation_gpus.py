@@ -232,7 +232,7 @@ def test_amd_drivers_and_an_unknown_cuda_are_not_checked(tiny):
 def test_memory_uses_the_smallest_of_the_gpus_in_use(tiny):
     mixed = gpus_like(H100, H200)
     (note,) = run({"model_path": tiny}, mixed)
-    assert "usable 79.6 GiB x mem-fraction-static 0.85" in note and note.startswith("memory: BF16 weights")
+    assert "usable 79.6 GiB x mem-fraction-static 0.830 (SGLang" in note and note.startswith("memory: BF16 weights")
     (note,) = run({"model_path": tiny, "base_gpu_id": 1}, mixed)
     assert "usable 140.4 GiB" in note
     (note, _shm) = run({"model_path": tiny, "tp_size": 2}, gpus_like(H200, H100), shm=0)

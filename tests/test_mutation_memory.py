@@ -52,7 +52,6 @@ def test_known_models_table():
     assert sorted(fp8) == ["RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8", "RedHatAI/Meta-Llama-3.1-8B-Instruct-FP8",
                            "meta-llama/Llama-3.1-405B-Instruct-FP8", "nvidia/Llama-3.1-70B-Instruct-FP8"]
     assert KNOWN_MODELS["meta-llama/Llama-3.1-70B-Instruct"].weight_format == "bf16"
-    assert memory.ASSUMED_MEM_FRACTION == 0.85
 
 
 # --- FP8 detection -------------------------------------------------------------------------------
@@ -168,11 +167,11 @@ def plan70(values, gpu_gib=80.0, model="meta-llama/Llama-3.1-70B-Instruct"):
 def test_plan_tp4_bf16_defaults():
     plan = plan70({"tp_size": 4})
     weights = 2 * L70_PARAMS / 4
-    pool = 80 * GIB_EXACT * 0.85 - weights
+    pool = 80 * GIB_EXACT * 0.819 - weights   # SGLang's own fraction for 80 GiB at TP4 (test_sglang_memory_default)
     kv = 2 * 80 * 2 * 128 * 2          # 8 kv heads over 4 GPUs = 2 per GPU
     assert plan.model == "meta-llama/Llama-3.1-70B-Instruct"
     assert plan.gpu_memory_gib == 80.0
-    assert plan.mem_fraction == 0.85 and plan.mem_fraction_assumed is True
+    assert plan.mem_fraction == 0.819 and plan.mem_fraction_is_sglang_default is True
     assert plan.weights_gib == pytest.approx(weights / GIB_EXACT, rel=1e-12)
     assert plan.kv_pool_gib == pytest.approx(pool / GIB_EXACT, rel=1e-12)
     assert plan.kv_bytes_per_token == kv == 81920
@@ -188,7 +187,7 @@ def test_plan_with_pipeline_parallel_fraction_context_and_fp8_kv():
     weights = 2 * L70_PARAMS / 4
     kv = 2 * 40 * 4 * 128 * 1
     pool = 80 * GIB_EXACT * 0.9 - weights
-    assert plan.mem_fraction == 0.9 and plan.mem_fraction_assumed is False
+    assert plan.mem_fraction == 0.9 and plan.mem_fraction_is_sglang_default is False
     assert plan.kv_bytes_per_token == kv
     assert plan.kv_tokens == int(pool // kv)
     assert plan.needed_tokens == 8192 and plan.kv_dtype_bytes == 1
@@ -264,14 +263,14 @@ def test_fits_at_the_bound():
 
 
 def test_explain_spells_out_the_arithmetic():
-    plan = memory.MemoryPlan(model="m", gpu_memory_gib=79.6, mem_fraction=0.85, mem_fraction_assumed=True,
+    plan = memory.MemoryPlan(model="m", gpu_memory_gib=79.6, mem_fraction=0.819, mem_fraction_is_sglang_default=True,
                              weights_gib=32.85, kv_pool_gib=34.81, kv_bytes_per_token=81920, kv_tokens=456_000,
                              needed_tokens=131_072, fp8_weights=False, kv_dtype_bytes=2)
     assert plan.explain() == (
-        "BF16 weights 32.9 GiB per GPU; usable 79.6 GiB x mem-fraction-static 0.85 (assumed, SGLang picks its own "
-        "when unset) = 67.7 GiB; 34.8 GiB left for the BF16 KV cache at 80 KiB per token per GPU = 456,000 tokens "
+        "BF16 weights 32.9 GiB per GPU; usable 79.6 GiB x mem-fraction-static 0.819 (SGLang's own default for "
+        "this GPU and shape) = 65.2 GiB; 34.8 GiB left for the BF16 KV cache at 80 KiB per token per GPU = 456,000 tokens "
         "(one 131,072-token sequence needs 131,072)")
-    fp8 = dataclasses.replace(plan, mem_fraction=0.9, mem_fraction_assumed=False, fp8_weights=True,
+    fp8 = dataclasses.replace(plan, mem_fraction=0.9, mem_fraction_is_sglang_default=False, fp8_weights=True,
                               kv_dtype_bytes=1, kv_bytes_per_token=40960)
     big = dataclasses.replace(plan, kv_bytes_per_token=1024 * 1000)
     assert "at 1000 KiB per token per GPU" in big.explain()

@@ -339,10 +339,11 @@ def test_main_presets_and_table(capsys, clean_options):
     assert all(len(line.split()) == 2 and line.split()[0] in profiles and line.split()[1] in presets for line in lines)
     assert main("table") == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0] == "| hardware | preset | GPUs | weights; engine flags | weights/GPU | KV tokens per replica |"
+    assert table[0] == ("| hardware | preset | GPUs | weights; engine flags | weights/GPU | mem-fraction-static | "
+                        "KV tokens per replica |")
     assert len(table) == 2 + len(lines)
     row = next(r for r in table if r.startswith("| h100x4 | basic |"))
-    assert row.startswith("| h100x4 | basic | 4x ") and "| BF16; `--tp-size 4` |" in row and "| 32.9 GiB |" in row
+    assert row.startswith("| h100x4 | basic | 4x ") and "| BF16; `--tp-size 4` |" in row and "| 32.9 GiB | 0.819 (SGLang's) |" in row
 
 
 def test_main_explain(capsys, clean_options):

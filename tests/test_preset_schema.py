@@ -99,7 +99,7 @@ def data_copy(tmp_path):
     folder = tmp_path / "presets"
     shutil.copytree(ROOT / "presets", folder)
     text = (folder / "presets.yaml").read_text()
-    typo = "      mi300x:\n        rationale: BF16 at TP2 fits a 192 GB MI300X"
+    typo = "      mi300x:\n        rationale: >-\n          BF16 at TP2 fits a 192 GB MI300X"
     assert text.count(typo) == 1
     (folder / "presets.yaml").write_text(text.replace(typo, typo.replace("mi300x:", "mi300:")))
     return folder

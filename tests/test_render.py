@@ -109,7 +109,8 @@ def test_readme_tables_are_generated_from_the_data_and_the_option_tables():
 
 def test_seed_generators_tp2_bf16_on_h100_is_refused_with_the_arithmetic():
     data = copy.deepcopy(DATA)
-    data["presets"]["presets"]["basic"]["hardware"]["h100x2"]["flags"] = {}
+    # The seed generator's own command: BF16, --tp 2, --mem-fraction-static 0.85.
+    data["presets"]["presets"]["basic"]["hardware"]["h100x2"]["flags"] = {"mem-fraction-static": 0.85}
     with pytest.raises(render.RenderError, match=r"does not fit: BF16 weights 65\.7 GiB per GPU.*= 1[23],\d{3} tokens"):
         render.resolve(data, "h100x2", "basic")
     assert ("h100x2", "basic") not in render.pairs(data)
