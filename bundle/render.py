@@ -524,5 +524,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from bundle import cli
-    cli.run(main)
+    sys.exit(main())
