@@ -118,6 +118,8 @@ def fill_folder(folder: Path, text: str, sources: dict[str, Path]) -> None:
     """The build context and the secrets the host's file declares, beside it."""
     for name in build_context():
         source, target = render.ROOT / name, folder / name
+        if not source.exists():             # an optional part (the offline kit's wheels)
+            continue
         if source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
         else:

@@ -205,7 +205,8 @@ def test_every_non_loopback_bind_needs_a_key_or_the_waiver(address, tmp_path):
     params = render.Params(bind_address=address, secrets_dir=str(tmp_path))
     assert refusal(render.render, DATA, deployment, params, tmp_path / "c.yml", "cmd") == (
         f"BIND_ADDRESS={address} publishes the API beyond this host without an API key: set "
-        "API_KEY_FILE=secrets/api_key, or ALLOW_NO_API_KEY=1 to waive it")
+        "API_KEY_FILE=secrets/api_key, or ALLOW_NO_API_KEY=1 to waive it; `make api-key` writes a new random key "
+        "to secrets/api_key (API_KEY_FILE= for another file)")
     for ok in (render.Params(bind_address=address, secrets_dir=str(tmp_path), api_key_file="secrets/api_key"),
                render.Params(bind_address=address, secrets_dir=str(tmp_path), allow_no_api_key=True)):
         assert render.render(DATA, deployment, ok, tmp_path / "c.yml", "cmd")
