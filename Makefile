@@ -5,6 +5,9 @@
 PYTEST_ARGS ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The offline kit `make offline-kit` writes (docs/day-two.md#air-gapped-hosts): the venv is made
+# from its wheels when it is there.
+KIT ?= offline-kit
 
 .DEFAULT_GOAL := help
 .PHONY: help options presets render hosts deploy down logs status bench bench-compare bench-settings eval test test-gpu provision compose-file readme catalogue routes monitoring generate
@@ -15,11 +18,17 @@ help: ## list the targets
 options: | $(PY) ## list the variables (HARDWARE=, PRESET=, PORT=, ...): flag, default, help
 	@$(PY) -m bundle.options
 
-# Created once for the host-side tools; `make provision` makes a fuller one for the tests.
-# Its output goes to stderr: `make presets` keeps stdout for the pairs.
+# Created once for the host-side tools; `make provision` makes a fuller one for the tests. From
+# the offline kit's wheels with no index when $(KIT)/wheels/host exists (air-gapped hosts:
+# `make offline-kit` on a connected machine), else from the package index; a failure is one line
+# with the fix. Its output goes to stderr: `make presets` keeps stdout for the pairs.
 $(PY):
-	@echo "creating $(VENV) for the host-side tools" >&2
-	@python3 -m venv $(VENV) >&2 && $(PY) -m pip install --quiet -r requirements.txt >&2
+	@python3 -m tools.offline_kit venv "$(VENV)" "$(KIT)" >&2
+
+# docs/day-two.md#air-gapped-hosts. KIT_PYTHON=/KIT_PLATFORM= target another host than this one.
+.PHONY: offline-kit
+offline-kit: | $(PY) ## on a connected machine: the wheels an air-gapped host needs, into OUT=offline-kit [KIT_PYTHON=3.11 KIT_PLATFORM=...]
+	@$(PY) -m tools.offline_kit build --out "$(or $(OUT),$(KIT))"
 
 presets: | $(PY) ## print every renderable "HARDWARE PRESET" pair
 	@$(PY) -m bundle.render presets
