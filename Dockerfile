@@ -16,7 +16,7 @@ ENV PYTHONUNBUFFERED=1 \
 
 EXPOSE 8000
 STOPSIGNAL SIGTERM
-# Timings here are for plain `docker run`; rendered compose files set their own (presets/deployment.yaml).
+# Timings here are for plain `docker run`; rendered compose files set their own (presets/container.yaml).
 HEALTHCHECK --interval=5s --timeout=30s --start-period=1800s --retries=3 \
     CMD ["python3", "/opt/bundle/entrypoint.py", "--healthcheck"]
 ENTRYPOINT ["python3", "/opt/bundle/entrypoint.py"]

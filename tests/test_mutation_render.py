@@ -63,7 +63,8 @@ def test_base_image_and_alternatives():
     deployment = render.resolve(DATA, "mi300x", "basic")
     version = DATA["hardware"]["sglang_version"]
     assert render.image_alternatives(DATA, deployment) == [
-        f"lmsysorg/sglang:v{version}-rocm720-mi30x", f"lmsysorg/sglang:v{version}-rocm700-mi30x"]
+        f"lmsysorg/sglang:v{version}-rocm1000-mi30x", f"lmsysorg/sglang:v{version}-rocm724-mi30x",
+        f"lmsysorg/sglang:v{version}-rocm720-mi30x"]
     d = data()
     del d["hardware"]["images"]["rocm"]["alternatives"]
     assert render.image_alternatives(d, deployment) == []
