@@ -721,4 +721,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)

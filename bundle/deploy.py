@@ -361,4 +361,5 @@ def deploy_file(port: int) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)

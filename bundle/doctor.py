@@ -41,8 +41,7 @@ from launcher.settings import BundleSettings
 
 PASS, WARN, FAIL = "PASS", "WARN", "FAIL"
 
-ONLINE = options.Option("ONLINE", bool, options.switch, "1: make doctor asks the Hub whether the token opens "
-                        "the model's repository", default=False, commands=(), param=False, value_name="1")
+ONLINE = options.BY_VARIABLE["ONLINE"]
 
 # The versions the bundle's own CI deploys with (Docker engine 20.10 from Debian, Compose v2.40):
 # older ones are not known to fail, only untested, hence a warning.
@@ -407,24 +406,76 @@ def check_token(path: Path) -> Check:
     return Check("token", PASS, f"{path} (mode {mode:04o})")
 
 
+def hub_client_with_timeout():
+    """huggingface_hub's own client, with a timeout: its default has none, and a Hub behind a
+    firewall that drops packets would hold make doctor forever. The limit is the one the library
+    itself uses for its metadata requests (HF_HUB_ETAG_TIMEOUT, 10 s unless set)."""
+    import httpx
+    from huggingface_hub import constants
+    from huggingface_hub.utils._http import default_client_factory
+    client = default_client_factory()
+    client.timeout = httpx.Timeout(constants.HF_HUB_ETAG_TIMEOUT)
+    return client
+
+
+def unreachable(endpoint: str, err: Exception) -> tuple[str, str]:
+    """What the Hub's client raised when it got no answer, as (detail, fix)."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+    if isinstance(err, OfflineModeIsEnabled):
+        return ("HF_HUB_OFFLINE is set, so the Hub is not asked",
+                "unset HF_HUB_OFFLINE for make doctor, or leave ONLINE= unset to check the token file only")
+    why = str(err).splitlines()[0] if str(err) else "no answer"
+    return (f"the Hub at {endpoint} could not be reached ({err.__class__.__name__}: {why})",
+            "check this host's connection to it (proxy: HTTPS_PROXY=; another Hub: HF_ENDPOINT=), "
+            "or leave ONLINE= unset to check the token file only")
+
+
 def check_token_online(path: Path, repos: list[str]) -> list[Check]:
-    """Ask the Hub whether the token may read each repository (HF_ENDPOINT is honoured)."""
+    """Ask the Hub whether the token may read each repository (HF_ENDPOINT is honoured). An answer
+    that is no verdict on the token (no connection, HF_HUB_OFFLINE, a server error) fails too:
+    ONLINE=1 asked for the Hub's word, and the deployment's download would meet the same."""
+    try:
+        from huggingface_hub import constants, set_client_factory
+    except ImportError as err:
+        return [Check("token online", FAIL, f"the Hub's client is not installed ({err})",
+                      "pip install -r requirements.txt into the venv make uses")]
+    from huggingface_hub.utils._http import default_client_factory
+    endpoint = constants.ENDPOINT
+    token = download.read_token(path) if path.is_file() else None
+    set_client_factory(hub_client_with_timeout)
+    try:
+        return ask_hub(endpoint, token, repos)
+    finally:
+        set_client_factory(default_client_factory)   # what else runs in this process keeps the library's own
+
+
+def ask_hub(endpoint: str, token: str | None, repos: list[str]) -> list[Check]:
+    import httpx
     from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
-    token = download.read_token(path) if path.is_file() else None
-    checks = []
+    checks, lost = [], None
     for repo in repos:
+        if lost:      # one wait for an unreachable Hub is enough
+            checks.append(Check("token online", FAIL, f"{repo}: not asked, {lost[0]}", lost[1]))
+            continue
         try:
-            HfApi().auth_check(repo, token=token or False)
+            HfApi(endpoint=endpoint).auth_check(repo, token=token or False)
         except GatedRepoError:
             checks.append(Check("token online", FAIL, f"{repo}: the Hub refuses the token (gated repository)",
                                 f"accept the licence on https://huggingface.co/{repo} with the token's account"))
         except RepositoryNotFoundError:
             checks.append(Check("token online", FAIL, f"{repo}: not found for this token",
                                 "check the token (a read token of the account that accepted the licence)"))
-        except (HfHubHTTPError, OSError) as err:
-            checks.append(Check("token online", WARN, f"{repo}: the Hub could not be asked "
-                                f"({err.__class__.__name__})", "check the connection, or skip --online"))
+        except HfHubHTTPError as err:
+            status = err.response.status_code if err.response is not None else "?"
+            checks.append(Check("token online", FAIL, f"{repo}: the Hub at {endpoint} answered HTTP {status}",
+                                "that answer says nothing of the token; try again later, or check "
+                                "HF_ENDPOINT= and the proxy (HTTPS_PROXY=)"))
+        # No answer at all: httpx's errors (ConnectError, timeouts, a malformed HF_ENDPOINT), and
+        # OSError, where OfflineModeIsEnabled and requests' errors belong.
+        except (httpx.HTTPError, httpx.InvalidURL, OSError) as err:
+            lost = unreachable(endpoint, err)
+            checks.append(Check("token online", FAIL, f"{repo}: {lost[0]}", lost[1]))
         else:
             checks.append(Check("token online", PASS, f"{repo}: the token may read it"))
     return checks
@@ -520,4 +571,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)

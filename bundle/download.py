@@ -24,20 +24,8 @@ from pathlib import Path
 from bundle import options, render
 from bundle.errors import RenderError
 
-def absolute_folder(value: str) -> str:
-    if not value.startswith(("/", "~")):
-        raise ValueError("expected an absolute folder such as /data/hf: docker compose takes a relative one "
-                         "as a volume name, or relative to deploy/port-<PORT>/")
-    return value
-
-
-# Read by docker compose at `up` time (`${HF_CACHE:-<hf_cache_default>}` in the template); declared
-# here with options.py's Option so that it is read and checked the same way.
-HF_CACHE = options.Option(
-    "HF_CACHE", str, absolute_folder,
-    "host folder of the Hugging Face cache the engine mounts (default: presets/container.yaml's "
-    "hf_cache_default); read by docker compose at up time, by make download and make doctor",
-    commands=(), param=False, value_name="/data/hf")
+# Read by docker compose at `up` time too (`${HF_CACHE:-<hf_cache_default>}` in the template).
+HF_CACHE = options.BY_VARIABLE["HF_CACHE"]
 
 # What serving reads from a checkpoint: the weights (safetensors), every JSON file (configs, the
 # weights' index, the JSON tokenizer files; a few KB in all) and the tokenizer or chat template where
@@ -186,4 +174,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)

@@ -214,8 +214,9 @@ def write(inventory_path: Path, out_dir: Path) -> list[Path]:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    inventory = argv[0] if argv else os.environ.get("INVENTORY")
-    out = argv[1] if len(argv) > 1 else os.environ.get("OUT")
+    from bundle import options
+    inventory = argv[0] if argv else options.read_one("INVENTORY")
+    out = argv[1] if len(argv) > 1 else options.read_one("OUT")
     if not inventory or not out:
         print("hosts: needs INVENTORY= (an inventory file, see inventory.example.yml) and OUT= (a folder)",
               file=sys.stderr)
@@ -236,4 +237,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)

@@ -53,12 +53,8 @@ CRD = ROOT / "tests" / "fixtures" / "k8s" / "leaderworkerset.x-k8s.io_leaderwork
 # >= 1.26 needs StatefulSet start ordinals, on by default from 1.27) and kubernetes-validate's newest.
 KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
 
-NODES = options.BY_VARIABLE.get("NODES") or options.Option(
-    "NODES", int, options.count, "nodes one engine spans (a LeaderWorkerSet of NODES pods)", value_name="2")
-TP_ACROSS_NODES = options.BY_VARIABLE.get(render.TP_ACROSS_NODES) or options.Option(
-    render.TP_ACROSS_NODES, bool, options.switch,
-    "1, with NODES=: tensor parallel over every node's GPUs instead of one pipeline stage per node (every "
-    "layer's all-reduce crosses the network; TP may exceed the model's KV heads)", default=False, value_name="1")
+NODES = options.BY_VARIABLE["NODES"]
+TP_ACROSS_NODES = options.BY_VARIABLE[render.TP_ACROSS_NODES]
 SECRETS_MOUNT = "/run/secrets"
 HF_CACHE_MOUNT = "/root/.cache/huggingface"    # the image's HF_HOME (Dockerfile)
 # The values LeaderWorkerSet puts in every pod's environment, first in the list (lws
@@ -466,4 +462,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)

@@ -52,4 +52,5 @@ def main(argv=None, environ=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -60,7 +61,7 @@ SECTION_KEYS = {
     "prometheus": {"image": str, "port": int, "host_port": int, "scrape_interval": str,
                    "evaluation_interval": str, "retention": str},
     "grafana": {"image": str, "port": int, "host_port": int, "datasource_uid": str, "dashboard_uid": str},
-    "jobs": {"engine": dict, "gateway": dict},
+    "jobs": {"engine": dict, "gateway": dict, "prometheus": dict},
 }
 JOB_KEYS = {"name": str, "metrics_path": str}
 
@@ -105,33 +106,61 @@ def load_data(path: Path = DATA_FILE) -> dict:
         if ":" not in data[section]["image"].rsplit("/", 1)[-1]:
             raise RenderError(f"{_shown(path)}: {section}.image={data[section]['image']!r}: expected an "
                               "image pinned by tag, repository:tag")
-    for job in ("engine", "gateway"):
+    for job in SECTION_KEYS["jobs"]:
         _check_keys(f"{_shown(path)}: jobs.{job}", data["jobs"][job], JOB_KEYS)
     return data
 
 
-def load_queries(path: Path = QUERIES_FILE) -> dict:
-    """monitoring/queries.yaml: the dashboard's panels and the alert rules."""
-    queries = _read_yaml(path)
-    where = _shown(path)
-    panels = (queries.get("dashboard") or {}).get("panels")
-    if not panels:
-        raise RenderError(f"{where}: dashboard.panels is missing or empty")
+# The dashboard's rows: queries.yaml's panel list of each, in this order, and the row's title.
+ROWS = (("panels", "Engines"), ("gateway_panels", "Gateway (REPLICAS= > 1; empty without one)"))
+ALERT_KEYS = ("name", "expr", "for", "severity", "summary", "description")
+PLACEHOLDER = re.compile(r"\$\{([a-z_]+)\}")
+
+
+def _check_panels(where: str, panels, key: str) -> None:
+    if not isinstance(panels, list):
+        raise RenderError(f"{where}: dashboard.{key} must be a list of panels")
     for number, panel in enumerate(panels):
-        if not panel.get("title") or not panel.get("queries"):
-            raise RenderError(f"{where}: dashboard.panels[{number}] needs a title and queries")
+        if not isinstance(panel, dict) or not panel.get("title") or not panel.get("queries"):
+            raise RenderError(f"{where}: dashboard.{key}[{number}] needs a title and queries")
         for query in panel["queries"]:
             if not isinstance(query, dict) or not query.get("expr") or "legend" not in query:
-                raise RenderError(f"{where}: dashboard.panels[{number}] ({panel['title']}): every query "
+                raise RenderError(f"{where}: dashboard.{key}[{number}] ({panel['title']}): every query "
                                   "needs expr and legend")
-    if queries["dashboard"].get("gateway_panels"):
-        raise RenderError(f"{where}: dashboard.gateway_panels: no gateway panel is tested yet; add them "
-                          "with a test that evaluates them against smg's exporter")
+
+
+def load_queries(path: Path = QUERIES_FILE) -> dict:
+    """monitoring/queries.yaml: the dashboard's panels (one list per row) and the alert rules."""
+    queries = _read_yaml(path)
+    where = _shown(path)
+    dashboard_spec = queries.get("dashboard") or {}
+    if not dashboard_spec.get("panels"):
+        raise RenderError(f"{where}: dashboard.panels is missing or empty")
+    for key, _ in ROWS:
+        _check_panels(where, dashboard_spec.get(key, []), key)
     for number, alert in enumerate(queries.get("alerts") or ()):
-        missing = [key for key in ("name", "expr", "for", "severity", "summary", "description") if not alert.get(key)]
+        missing = [key for key in ALERT_KEYS if not alert.get(key)]
         if missing:
             raise RenderError(f"{where}: alerts[{number}] lacks {', '.join(missing)}")
     return queries
+
+
+def rule_parameters(deployment_data: dict | None = None) -> dict[str, str]:
+    """The facts the alert rules take from the deployment's data, as `${name}` in queries.yaml:
+    start_period, the engine healthcheck's (presets/container.yaml), in seconds."""
+    from bundle import k8s, render   # imported here: render imports this module lazily
+    container = (deployment_data or render.load_data())["container"]
+    return {"start_period": f"{k8s._seconds(container['healthcheck']['start_period'])}s"}
+
+
+def _substituted(alert: dict, parameters: dict[str, str]) -> dict:
+    def value(match):
+        if match.group(1) not in parameters:
+            raise RenderError(f"{_shown(QUERIES_FILE)}: alert {alert['name']}: unknown ${{{match.group(1)}}}; "
+                              f"known: {', '.join(sorted(parameters))}")
+        return parameters[match.group(1)]
+
+    return {key: PLACEHOLDER.sub(value, text) if isinstance(text, str) else text for key, text in alert.items()}
 
 
 # ---- generated, checked-in files -----------------------------------------------------------
@@ -141,26 +170,37 @@ def _generated_header(comment: str) -> str:
             f"{comment} From monitoring/queries.yaml and presets/monitoring.yaml by bundle/monitoring.py.\n")
 
 
+def _panel(number: int, panel: dict, datasource: dict, y: int) -> dict:
+    return {
+        "id": number,
+        "type": "timeseries",
+        "title": panel["title"],
+        "description": panel.get("description", ""),
+        "datasource": datasource,
+        "gridPos": {"h": 8, "w": 12, "x": 0, "y": y},
+        "fieldConfig": {"defaults": {"unit": panel.get("unit", "none")}, "overrides": []},
+        "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
+                    "tooltip": {"mode": "multi", "sort": "none"}},
+        "targets": [{"refId": chr(ord("A") + index), "datasource": datasource, "expr": query["expr"],
+                     "legendFormat": query["legend"], "range": True}
+                    for index, query in enumerate(panel["queries"])],
+    }
+
+
 def dashboard(data: dict, queries: dict) -> dict:
-    """The Grafana dashboard: one time series panel per queries.yaml panel, two per row."""
+    """The Grafana dashboard: a row per ROWS entry, its panels two abreast."""
     spec = queries["dashboard"]
     datasource = {"type": "prometheus", "uid": data["grafana"]["datasource_uid"]}
-    panels = []
-    for number, panel in enumerate(spec["panels"]):
-        panels.append({
-            "id": number + 1,
-            "type": "timeseries",
-            "title": panel["title"],
-            "description": panel.get("description", ""),
-            "datasource": datasource,
-            "gridPos": {"h": 8, "w": 12, "x": 12 * (number % 2), "y": 8 * (number // 2)},
-            "fieldConfig": {"defaults": {"unit": panel.get("unit", "none")}, "overrides": []},
-            "options": {"legend": {"displayMode": "list", "placement": "bottom", "showLegend": True},
-                        "tooltip": {"mode": "multi", "sort": "none"}},
-            "targets": [{"refId": chr(ord("A") + index), "datasource": datasource, "expr": query["expr"],
-                         "legendFormat": query["legend"], "range": True}
-                        for index, query in enumerate(panel["queries"])],
-        })
+    panels, y = [], 0
+    for key, title in ROWS:
+        panels.append({"id": len(panels) + 1, "type": "row", "title": title, "collapsed": False,
+                       "gridPos": {"h": 1, "w": 24, "x": 0, "y": y}, "panels": []})
+        y += 1
+        for index, panel in enumerate(spec.get(key) or ()):
+            generated = _panel(len(panels) + 1, panel, datasource, y + 8 * (index // 2))
+            generated["gridPos"]["x"] = 12 * (index % 2)
+            panels.append(generated)
+        y += 8 * ((len(spec.get(key) or ()) + 1) // 2)
     return {
         "__generated": f"GENERATED FILE, do not edit: {GENERATE_COMMAND} (from monitoring/queries.yaml)",
         "uid": data["grafana"]["dashboard_uid"],
@@ -176,12 +216,13 @@ def dashboard(data: dict, queries: dict) -> dict:
     }
 
 
-def rules(queries: dict) -> dict:
+def rules(queries: dict, parameters: dict[str, str]) -> dict:
+    alerts = [_substituted(alert, parameters) for alert in queries["alerts"]]
     return {"groups": [{"name": "sglang", "rules": [
         {"alert": alert["name"], "expr": alert["expr"], "for": alert["for"],
          "labels": {"severity": alert["severity"]},
          "annotations": {"summary": alert["summary"], "description": alert["description"]}}
-        for alert in queries["alerts"]]}]}
+        for alert in alerts]}]}
 
 
 def datasource(data: dict) -> dict:
@@ -195,19 +236,28 @@ def _yaml_text(value: dict) -> str:
     return yaml.safe_dump(value, sort_keys=False, width=100, allow_unicode=True)
 
 
-def generated_files(data: dict | None = None, queries: dict | None = None) -> dict[Path, str]:
+def generated_files(data: dict | None = None, queries: dict | None = None,
+                    parameters: dict[str, str] | None = None) -> dict[Path, str]:
     """path -> the text a fresh generation writes there."""
     data = data or load_data()
     queries = queries or load_queries()
+    parameters = parameters or rule_parameters()
     return {
         DASHBOARD_FILE: json.dumps(dashboard(data, queries), indent=2) + "\n",
-        RULES_FILE: _generated_header("#") + _yaml_text(rules(queries)),
+        RULES_FILE: _generated_header("#") + _yaml_text(rules(queries, parameters)),
         DATASOURCE_FILE: _generated_header("#") + _yaml_text(datasource(data)),
     }
 
 
-def dashboard_expressions(dashboard_json: dict) -> list[str]:
-    return [target["expr"] for panel in dashboard_json["panels"] for target in panel["targets"]]
+def dashboard_expressions(dashboard_json: dict, row: str | None = None) -> list[str]:
+    """Every panel's expressions, or only those of the row titled `row` (a ROWS title)."""
+    exprs, current = [], None
+    for panel in dashboard_json["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+        elif row is None or current == row:
+            exprs += [target["expr"] for target in panel["targets"]]
+    return exprs
 
 
 def rule_expressions(rules_yaml: dict) -> list[str]:
@@ -234,6 +284,11 @@ def scrape_config(data: dict, engine_targets: list[str], gateway_target: str | N
         "rule_files": [RULES_IN_CONTAINER],
         "scrape_configs": [engine],
     }
+    # Prometheus's own process_start_time_seconds tells the engine-down rule a cold start (nothing
+    # served since this Prometheus started) from an engine gone after serving (queries.yaml).
+    config["scrape_configs"].append({"job_name": jobs["prometheus"]["name"],
+                                     "metrics_path": jobs["prometheus"]["metrics_path"],
+                                     "static_configs": [{"targets": [f"localhost:{prometheus['port']}"]}]})
     if gateway_target:
         config["scrape_configs"].append({"job_name": jobs["gateway"]["name"],
                                          "metrics_path": jobs["gateway"]["metrics_path"],

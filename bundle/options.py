@@ -1,11 +1,17 @@
-"""Every render-time option, declared once: make variable, flag, type, default, check, help.
+"""Every make variable the host tools read, declared once: variable, flag, type, default, check, help.
 
 `make render` and `make deploy` pass nothing on their command lines: make exports the variables
 given to it (`make deploy PORT=8001`) to the environment, and bundle/render.py and
 bundle/deploy.py read them from there through this table, the same way; a command-line flag
 (`python -m bundle.render render --port 8001`) overrides the environment. From the table come both
 tools' argparse flags, `Params` (what the template gets), the "make render ..." line written into
-every rendered file and `make options`.
+every rendered file and `make options`. The other tools read theirs through the same table
+(`read_one`): make doctor (ONLINE, HF_CACHE), make download (HF_CACHE), make k8s (NODES), make hosts
+(INVENTORY, OUT), the monitoring URLs (PROMETHEUS_PORT, GRAFANA_PORT); and the variables the
+rendered compose file itself reads at `docker compose up` time (RESTART_POLICY, HEALTHCHECK_*,
+HF_CACHE, ...) are declared here too, so that `make options` lists them all. Bench's and eval's
+(BENCH_*, EVAL_*, RESULTS_DIR) have their own table in bundle/bench.py and bundle/evaluate.py
+(`make bench-settings`).
 
     python -m bundle.options        the table, as `make options` prints it
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -20,9 +27,12 @@ import shlex
 import typing
 from pathlib import Path
 
+import yaml
+
 from bundle.errors import RenderError
 from launcher.settings import FALSE_WORDS, TRUE_WORDS
 
+DATA_DIR = Path(__file__).resolve().parent.parent / "presets"
 IMAGE_REFERENCE = re.compile(r"[a-z0-9]+(?:[._/-][a-z0-9]+)*(?::[0-9]+)?(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*"
                              r"(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?")
 
@@ -77,6 +87,13 @@ def path_list(value: str) -> list[str]:
     return [part for part in value.split(",") if part]
 
 
+def absolute_folder(value: str) -> str:
+    if not value.startswith(("/", "~")):
+        raise ValueError("expected an absolute folder such as /data/hf: docker compose takes a relative one "
+                         "as a volume name, or relative to deploy/port-<PORT>/")
+    return value
+
+
 def seconds(value: str) -> float:
     try:
         number = float(value)
@@ -90,6 +107,11 @@ def seconds(value: str) -> float:
 # ---- the table ------------------------------------------------------------------------------
 
 RENDER, DEPLOY, EXPLAIN = "render", "deploy", "explain"
+K8S, HOSTS, DOCTOR, DOWNLOAD = "k8s", "hosts", "doctor", "download"
+UP = "compose up"     # read by the rendered compose file itself, from the environment or a .env beside it
+# The commands whose tools take a flag for each of their variables (make hosts reads positional
+# arguments, the compose file none).
+FLAG_COMMANDS = (RENDER, DEPLOY, K8S, DOCTOR, DOWNLOAD)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +125,12 @@ class Option:
     required_by: tuple = ()
     param: bool = True            # a field of Params, written into the rendered file's command line
     flag: str = ""                # default: --variable-in-lower-case
-    value_name: str = ""          # how `make options` shows a value
+    value_name: str = ""          # an example value, as `make options` shows it (never the default)
+    # Where the default lives when it is data, not code: (presets file without .yaml, key, ...),
+    # read when shown so that `make options` says what the file says today.
+    default_from: tuple = ()
+    default_format: str = "{}"    # how a default_from value is written (a number of seconds: "{}s")
+    default_text: str = ""        # the default in words, when it is worked out (GPUS: all of the profile's)
 
     @property
     def field(self) -> str:
@@ -122,6 +149,22 @@ class Option:
         except ValueError as err:
             raise RenderError(f"{self.variable}={value!r}: {err}") from None
 
+    @property
+    def has_flag(self) -> bool:
+        return any(command in FLAG_COMMANDS for command in self.commands)
+
+    def shown_default(self) -> str:
+        """The default as `make options` shows it: the value, or "-" when there is none."""
+        if self.default_from:
+            return self.default_format.format(data_value(self.default_from))
+        if self.default_text:
+            return self.default_text
+        if isinstance(self.default, bool):
+            return "1" if self.default else "0"
+        if isinstance(self.default, float):
+            return f"{self.default:g}"
+        return "-" if self.default in (None, "", []) else str(self.default)
+
     def shown(self, value) -> str | None:
         """The value as a make variable's text; None when unset."""
         if value is True:
@@ -132,33 +175,37 @@ class Option:
 
 
 OPTIONS = (
-    Option("HARDWARE", str, text, "hardware profile (`make presets`); deploy: detected from nvidia-smi when unset",
-           commands=(RENDER, DEPLOY, EXPLAIN), required_by=(RENDER, EXPLAIN), param=False, value_name="h100x4"),
-    Option("PRESET", str, text, "optimization preset", default="basic", commands=(RENDER, DEPLOY, EXPLAIN),
-           param=False, value_name="basic"),
-    Option("OUT", Path, Path, "where to write the compose file", commands=(RENDER,), required_by=(RENDER,),
-           param=False, value_name="path.yml"),
-    Option("GPUS", list, gpu_list, "GPU indexes to use, as many as the profile has (default: all)",
-           default=[], value_name="4,5,6,7"),
+    Option("HARDWARE", str, text, "hardware profile (`make presets`); deploy, doctor, download: detected from "
+           "nvidia-smi when unset", commands=(RENDER, DEPLOY, EXPLAIN, K8S), required_by=(RENDER, EXPLAIN, K8S),
+           param=False, value_name="h100x4"),
+    Option("PRESET", str, text, "optimization preset", default="basic", commands=(RENDER, DEPLOY, EXPLAIN, K8S),
+           param=False, value_name="latency"),
+    Option("OUT", Path, Path, "where to write: the compose file (render), the folder (k8s, hosts)",
+           commands=(RENDER, K8S, HOSTS), required_by=(RENDER, K8S, HOSTS), param=False, value_name="path.yml"),
+    Option("GPUS", list, gpu_list, "GPU indexes to use, as many as the profile has",
+           default=[], default_text="all", value_name="4,5,6,7"),
     Option("REPLICAS", int, count,
-           "engines behind SGLang's gateway, each on GPUs/REPLICAS of the profile (default 1: one engine, "
-           "no gateway)", commands=(RENDER, DEPLOY, EXPLAIN), value_name="2"),
-    Option("PORT", int, port, "host port (default: presets/container.yaml's default_port)", value_name="8000"),
+           "engines behind SGLang's gateway, each on GPUs/REPLICAS of the profile (1: one engine, no gateway)",
+           commands=(RENDER, DEPLOY, EXPLAIN, K8S), default_text="1", value_name="2"),
+    Option("PORT", int, port, "host port of the deployment (make status, bench, eval, down find it by it)",
+           default_from=("container", "default_port"), value_name="8001"),
     Option("BIND_ADDRESS", str, ip_address,
-           "host address to publish on (default: 127.0.0.1); beyond loopback it needs API_KEY_FILE=",
-           value_name="0.0.0.0"),
+           "host address to publish on; beyond loopback it needs API_KEY_FILE=",
+           default_from=("container", "default_bind_address"), value_name="0.0.0.0"),
     Option("API_KEY_FILE", str, text, "file holding the API key clients must send", value_name="secrets/api_key"),
     Option("ADMIN_API_KEY_FILE", str, text, "file holding the key for the engine's admin endpoints",
-           value_name="file"),
+           value_name="secrets/admin_api_key"),
     Option("ALLOW_NO_API_KEY", bool, switch, "1: publish beyond loopback without an API key", default=False,
            value_name="1"),
-    Option("LORA_DIR", str, text, "folder of LoRA adapters, mounted read-only at /adapters", value_name="folder"),
-    Option("SECRETS_DIR", str, text, "folder holding hf_token (default: secrets)", value_name="folder"),
+    Option("LORA_DIR", str, text, "folder of LoRA adapters, mounted read-only at /adapters",
+           value_name="/data/adapters"),
+    Option("SECRETS_DIR", str, text, "folder holding hf_token", default_from=("container", "secrets_dir"),
+           value_name="/etc/llama-secrets"),
     Option("ENV_FILE", str, text, "file of extra ENGINE_*/BUNDLE_* settings for the engine container",
-           value_name="file"),
+           value_name="site.env"),
     Option("BASE_IMAGE", str, image_reference,
-           "the SGLang image to build FROM (default: the lane's, from presets/hardware.yaml); "
-           "repository:tag@sha256:... pins it", value_name="image"),
+           "the SGLang image to build FROM (the lanes' are in presets/hardware.yaml); repository:tag@sha256:... "
+           "pins it", default_text="the lane's", value_name="registry.local/sglang:tag"),
     Option("MONITORING", bool, switch,
            "1: Prometheus and Grafana beside the deployment, on 127.0.0.1 (monitoring.yml; docs/monitoring.md)",
            default=False, value_name="1"),
@@ -167,7 +214,45 @@ OPTIONS = (
     Option("SKIP_DOCTOR", bool, switch, "1: make deploy skips make doctor's host checks", default=False,
            commands=(DEPLOY,), param=False, value_name="1"),
     Option("DEPLOY_TIMEOUT", float, seconds, "seconds to wait until the engine is ready", default=3600.0,
-           commands=(DEPLOY,), param=False, flag="--timeout", value_name="3600"),
+           commands=(DEPLOY,), param=False, flag="--timeout", value_name="7200"),
+    Option("ONLINE", bool, switch, "1: make doctor asks the Hub whether the token opens the model's repository",
+           default=False, commands=(DOCTOR,), param=False, value_name="1"),
+    Option("NODES", int, count, "nodes one engine spans (a LeaderWorkerSet of NODES pods)", default_text="1",
+           commands=(K8S,), param=False, value_name="2"),
+    # render.TP_ACROSS_NODES names it in render's refusals.
+    Option("ALLOW_TP_ACROSS_NODES", bool, switch,
+           "1, with NODES=: tensor parallel over every node's GPUs instead of one pipeline stage per node (every "
+           "layer's all-reduce crosses the network; TP may exceed the model's KV heads)", default=False,
+           commands=(K8S,), param=False, value_name="1"),
+    Option("INVENTORY", Path, Path, "the inventory file of make hosts (see inventory.example.yml)",
+           commands=(HOSTS,), required_by=(HOSTS,), param=False, value_name="inventory.yml"),
+    # Read by the rendered compose file at `docker compose up` time (${VAR:-default} in
+    # templates/docker-compose.yml.j2 and monitoring.yml.j2), and by the tools named.
+    Option("HF_CACHE", str, absolute_folder,
+           "host folder of the Hugging Face cache the engine mounts; read by docker compose at up time",
+           commands=(UP, DOCTOR, DOWNLOAD), param=False, default_from=("container", "hf_cache_default"),
+           value_name="/data/hf"),
+    Option("RESTART_POLICY", str, text, "Docker's restart policy for the engine and the gateway; "
+           "unless-stopped: always back, retrying even a configuration error forever",
+           commands=(UP,), param=False, default_from=("container", "restart"), value_name="unless-stopped"),
+    Option("HEALTHCHECK_INTERVAL", str, text, "time between the engine's healthchecks", commands=(UP,),
+           param=False, default_from=("container", "healthcheck", "interval"), value_name="10s"),
+    Option("HEALTHCHECK_TIMEOUT", str, text, "how long one healthcheck may take", commands=(UP,), param=False,
+           default_from=("container", "healthcheck", "timeout"), value_name="60s"),
+    Option("HEALTHCHECK_RETRIES", str, text, "failed healthchecks in a row before the engine is unhealthy",
+           commands=(UP,), param=False, default_from=("container", "healthcheck", "retries"), value_name="5"),
+    Option("HEALTHCHECK_START_PERIOD", str, text, "time to load before failed healthchecks count (engine and "
+           "gateway)", commands=(UP,), param=False, default_from=("container", "healthcheck", "start_period"),
+           value_name="3600s"),
+    Option("GATEWAY_HEALTHCHECK_INTERVAL", str, text, "time between the gateway's healthchecks (REPLICAS=)",
+           commands=(UP,), param=False, default_from=("gateway", "health_check_interval_secs"),
+           default_format="{}s", value_name="30s"),
+    Option("PROMETHEUS_PORT", int, port, "host port of Prometheus, on 127.0.0.1 (MONITORING=1); make deploy's "
+           "message shows it", commands=(UP,), param=False, default_from=("monitoring", "prometheus", "host_port"),
+           value_name="9091"),
+    Option("GRAFANA_PORT", int, port, "host port of Grafana, on 127.0.0.1 (MONITORING=1); make deploy's "
+           "message shows it", commands=(UP,), param=False, default_from=("monitoring", "grafana", "host_port"),
+           value_name="3001"),
 )
 BY_VARIABLE = {option.variable: option for option in OPTIONS}
 PARAMS = tuple(option for option in OPTIONS if option.param)
@@ -184,6 +269,29 @@ Params = dataclasses.make_dataclass("Params", [_param_field(option) for option i
                                     namespace={"__module__": __name__})
 Params.__doc__ = "What the operator chooses at render time; one field per option with param=True, named as " \
                  "its make variable in lower case."
+
+
+@functools.cache
+def _data_file(name: str) -> dict:
+    return yaml.safe_load((DATA_DIR / f"{name}.yaml").read_text())
+
+
+def data_value(where: tuple):
+    """A value of presets/<file>.yaml by its keys; where the file cannot say it, where to look."""
+    name, *keys = where
+    try:
+        value = _data_file(name)
+        for key in keys:
+            value = value[key]
+        return value
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return f"presets/{name}.yaml: {'.'.join(keys)}"
+
+
+def read_one(variable: str, environ=None):
+    """One variable's value from the environment, checked by its table entry; the default when unset."""
+    environ = os.environ if environ is None else environ
+    return BY_VARIABLE[variable].read(environ.get(variable))
 
 
 def for_command(command: str) -> tuple:
@@ -234,28 +342,51 @@ def command_line(hardware: str, preset: str, out: str, chosen, target: str = REN
     return f"make {target} " + " ".join(shlex.quote(part) for part in parts)
 
 
+def _used_by(option: Option) -> list[str]:
+    """The commands that read it, a star on those that need it."""
+    return [command + ("*" if command in option.required_by else "") for command in option.commands
+            if command != EXPLAIN]
+
+
+LISTING_HEAD = """\
+The variables of the make targets, as `make deploy PORT=8001` takes them (make passes them to the
+environment, where the tools read them; a tool's flag overrides its variable). "used by": the make
+targets that read it (* where it is required; make doctor and make download also read make deploy's);
+"compose up": the rendered compose file reads it at `docker compose up` time, from the environment or
+a .env file beside it. "default": what applies when it is unset ("-": nothing, or see the meaning);
+"e.g.": an example value, not a default. BENCH_*, EVAL_*, RESULTS_DIR: `make bench-settings`."""
+COLUMNS = ("variable", "flag", "used by", "default", "e.g.", "meaning")
+
+
+def rows() -> list[tuple]:
+    return [(option.variable, option.option if option.has_flag else "-", "/".join(_used_by(option)),
+             option.shown_default(), option.value_name or "-", option.help) for option in OPTIONS]
+
+
 def listing() -> str:
-    """`make options`."""
-    lines = ["Variables of make render / make deploy (also read from the environment; the flags of",
-             "python -m bundle.render render / python -m bundle.deploy override them):"]
-    for option in OPTIONS:
-        usage = f"{option.variable}={option.value_name}"
-        where = "/".join(c for c in option.commands if c != EXPLAIN)
-        needed = " (required)" if RENDER in option.required_by else ""
-        lines.append(f"  {usage:<30} {option.option:<22} {where + needed:<25} {option.help}")
-    return "\n".join(lines)
+    """`make options`: one line per variable, in columns as wide as their widest entry."""
+    table = [COLUMNS, *rows()]
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS) - 1)]
+    lines = ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
+             for row in table]
+    return LISTING_HEAD + "\n\n" + "\n".join(line.rstrip() for line in lines)
 
 
 def markdown_table() -> str:
-    """The README's render-time options (`make readme`)."""
-    rows = ["| variable | flag | used by | meaning |", "|---|---|---|---|"]
-    for option in OPTIONS:
-        where = ", ".join(f"`make {c}`" for c in option.commands if c != EXPLAIN)
-        needed = " (required)" if RENDER in option.required_by else ""
-        rows.append(f"| `{option.variable}={option.value_name}` | `{option.option}` | {where}{needed} | "
-                    f"{option.help.replace('|', '/')} |")
-    return "\n".join(rows)
+    """The README's table of the make variables (`make readme`)."""
+    def code(cell: str) -> str:
+        return "-" if cell == "-" else f"`{cell}`"
+
+    table = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    for option, (variable, flag, _, default, example, meaning) in zip(OPTIONS, rows()):
+        used = ", ".join(("`docker compose up`" if command == UP else f"`make {command}`")
+                         + (" (required)" if command in option.required_by else "")
+                         for command in option.commands if command != EXPLAIN)
+        table.append(f"| `{variable}` | {code(flag)} | {used} | {code(default)} | {code(example)} | "
+                     f"{meaning.replace('|', '/')} |")
+    return "\n".join(table)
 
 
 if __name__ == "__main__":
-    print(listing())
+    from bundle import cli
+    cli.run(lambda: print(listing()))

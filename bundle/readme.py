@@ -28,4 +28,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from bundle import cli
+    cli.run(main)

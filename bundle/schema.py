@@ -492,4 +492,5 @@ def describe() -> str:
 
 
 if __name__ == "__main__":
-    print(describe())
+    from bundle import cli
+    cli.run(lambda: print(describe()))

@@ -6,6 +6,7 @@ tests/fixtures/gpu/, a real H200 recorded idle and busy, and folders derived fro
 verdicts below are read off those files and the profiles' data (presets/hardware.yaml), not
 computed by the code under test. Docker is played by tests/fixtures/doctor/fake-docker/ except in
 the test of this very machine, where the real one answers."""
+import http.server
 import json
 import os
 import re
@@ -13,6 +14,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -372,6 +375,97 @@ def test_the_token_is_asked_of_the_hub_only_when_online(host):
         assert code == 1 and "hf_someoneElsesToken" not in output
     finally:
         hub.stop()
+
+
+@pytest.fixture
+def closed_port():
+    """A port of 127.0.0.1 nobody listens on: bound, then let go (connecting is refused at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts the connection (the kernel's backlog) and never answers: a Hub behind a
+    firewall that swallows requests."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+class ErrorHub(threading.Thread):
+    """Answers every request with this HTTP status, as a Hub in trouble does."""
+
+    def __init__(self, status: int):
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        super().__init__(target=self.server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+EVERY_CHECK = {"docker", "compose", "hardware", "preset", "gpu runtime", "gpu count", "gpu model", "gpu memory",
+               "gpus busy", "driver", "disk", "shm", "port", "token", "token online"}
+
+
+def assert_verdicts_not_a_traceback(code, checks, output, detail):
+    assert "Traceback" not in output, output
+    assert set(checks) == EVERY_CHECK, output            # every check still ran and said its verdict
+    (online,) = checks["token online"]                  # the preset's one checkpoint, asked once
+    assert online[0] == "FAIL" and detail in online[1] and "  fix: " in online[1], online
+    assert re.search(r"^\d+ failed, \d+ warning\(s\), \d+ passed$", output, re.M), output
+    assert code == 1 and TOKEN not in output
+
+
+def test_online_with_the_hub_refusing_connections_says_so_with_the_fix(host, closed_port):
+    endpoint = f"http://127.0.0.1:{closed_port}"
+    code, checks, output = host(gpus="h200x2", ONLINE="1", extra_env={"HF_ENDPOINT": endpoint})
+    assert_verdicts_not_a_traceback(code, checks, output, f"the Hub at {endpoint} could not be reached "
+                                                          "(ConnectError: [Errno 111] Connection refused)")
+    assert "HF_ENDPOINT=" in checks["token online"][0][1]
+
+
+def test_online_with_a_hub_that_never_answers_ends_after_the_hubs_own_timeout(host, silent_port):
+    """huggingface_hub's client has no timeout of its own: without one, make doctor would wait forever."""
+    endpoint = f"http://127.0.0.1:{silent_port}"
+    started = time.monotonic()
+    code, checks, output = host(gpus="h200x2", ONLINE="1", extra_env={"HF_ENDPOINT": endpoint,
+                                                                      "HF_HUB_ETAG_TIMEOUT": "2"})
+    assert time.monotonic() - started < 30
+    assert_verdicts_not_a_traceback(code, checks, output, f"the Hub at {endpoint} could not be reached (ReadTimeout")
+
+
+def test_online_with_a_malformed_hf_endpoint_names_it(host):
+    code, checks, output = host(gpus="h200x2", ONLINE="1", extra_env={"HF_ENDPOINT": "huggingface.co"})
+    assert_verdicts_not_a_traceback(code, checks, output, "the Hub at huggingface.co could not be reached "
+                                                          "(UnsupportedProtocol")
+
+
+def test_online_with_hf_hub_offline_says_the_hub_is_not_asked(host, closed_port):
+    code, checks, output = host(gpus="h200x2", ONLINE="1", extra_env={"HF_HUB_OFFLINE": "1",
+                                                                      "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}"})
+    assert_verdicts_not_a_traceback(code, checks, output, "HF_HUB_OFFLINE is set, so the Hub is not asked")
+    assert "unset HF_HUB_OFFLINE" in checks["token online"][0][1]
+
+
+def test_online_with_a_hub_answering_503_is_no_verdict_on_the_token(host):
+    hub = ErrorHub(503)
+    hub.start()
+    try:
+        code, checks, output = host(gpus="h200x2", ONLINE="1", extra_env={"HF_ENDPOINT": hub.url})
+    finally:
+        hub.server.shutdown()
+        hub.server.server_close()
+    assert_verdicts_not_a_traceback(code, checks, output, f"the Hub at {hub.url} answered HTTP 503")
 
 
 # ---- the whole --------------------------------------------------------------------------------------

@@ -119,12 +119,110 @@ def test_make_render_without_hardware_or_out_says_what_it_needs():
     assert "render: render needs HARDWARE= (--hardware) and OUT= (--out)" in result.stderr
 
 
+def options_table(stdout: str) -> dict:
+    """`make options`' rows by variable: {column: cell}, cut where the header's columns start."""
+    lines = stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["variable", "flag"])
+    names = ["variable", "flag", "used by", "default", "e.g.", "meaning"]
+    starts = [lines[header].index(name) for name in names]
+    rows = {}
+    for line in lines[header + 1:]:
+        cells = [line[a:b].strip() for a, b in zip(starts, starts[1:] + [None])]
+        rows[cells[0]] = dict(zip(names, cells))
+    return rows
+
+
 def test_make_options_lists_every_variable():
     result = make("options")
     assert result.returncode == 0, result.stderr
+    table = options_table(result.stdout)
+    assert list(table) == [option.variable for option in options.OPTIONS]
     for option in options.OPTIONS:
-        line = next(line for line in result.stdout.splitlines() if line.startswith(f"  {option.variable}="))
-        assert option.option in line and option.help in line
+        assert table[option.variable]["meaning"] == option.help
+        assert table[option.variable]["flag"] in (option.option, "-")
+
+
+def test_make_options_shows_defaults_as_defaults_and_examples_as_examples():
+    table = options_table(make("options").stdout)
+    assert table["PORT"]["default"] == "8000"                   # the port itself, not where it is written
+    assert table["BIND_ADDRESS"]["default"] == "127.0.0.1" and table["BIND_ADDRESS"]["e.g."] == "0.0.0.0"
+    assert table["REPLICAS"]["default"] == "1" and table["REPLICAS"]["e.g."] == "2"
+    assert table["GPUS"]["default"] == "all" and table["PRESET"]["default"] == "basic"
+    assert table["HARDWARE"]["default"] == "-" and table["API_KEY_FILE"]["default"] == "-"
+    assert table["ALLOW_NO_API_KEY"]["default"] == "0" and table["DEPLOY_TIMEOUT"]["default"] == "3600"
+    for variable, row in table.items():
+        assert row["default"] != row["e.g."], (variable, row)   # an example that is the default says nothing
+
+
+def test_make_options_lists_what_the_other_tools_and_compose_read():
+    table = options_table(make("options").stdout)
+    expected = {"HF_CACHE": "compose up/doctor/download", "ONLINE": "doctor", "NODES": "k8s",
+                "ALLOW_TP_ACROSS_NODES": "k8s", "INVENTORY": "hosts*", "RESTART_POLICY": "compose up",
+                "HEALTHCHECK_INTERVAL": "compose up", "HEALTHCHECK_TIMEOUT": "compose up",
+                "HEALTHCHECK_RETRIES": "compose up", "HEALTHCHECK_START_PERIOD": "compose up",
+                "PROMETHEUS_PORT": "compose up", "GRAFANA_PORT": "compose up"}
+    assert {variable: table[variable]["used by"] for variable in expected} == expected
+    assert table["OUT"]["used by"] == "render*/k8s*/hosts*" and table["HARDWARE"]["used by"].startswith("render*")
+
+
+def compose_defaults(path) -> dict:
+    return dict(re.findall(r"\$\{([A-Z][A-Z0-9_]*):-([^}]*)\}", path.read_text()))
+
+
+def test_every_variable_a_rendered_compose_file_reads_is_listed_with_its_default(tmp_path):
+    """What docker compose substitutes at up time (${VAR:-default}) in the files `make render` writes,
+    the gateway's and monitoring's included: each is in `make options`, with the same default."""
+    out = tmp_path / "deploy" / "docker-compose.yml"
+    env = {**clean_environ(), "HARDWARE": "h100x8", "REPLICAS": "2", "MONITORING": "1", "OUT": str(out),
+           "SECRETS_DIR": str(tmp_path / "secrets")}
+    rendered = subprocess.run([sys.executable, "-m", "bundle.render", "render"], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0, rendered.stderr
+    read = {}
+    for path in [ROOT / "docker-compose.yml", *out.parent.glob("*.yml")]:
+        read.update(compose_defaults(path))
+    assert {"RESTART_POLICY", "HF_CACHE", "HEALTHCHECK_START_PERIOD", "GATEWAY_HEALTHCHECK_INTERVAL",
+            "PROMETHEUS_PORT", "GRAFANA_PORT"} <= set(read)
+    table = options_table(make("options").stdout)
+    assert {variable: table[variable]["default"] for variable in read if variable in table} == read
+    assert set(read) <= set(table)
+
+
+def test_make_options_reads_the_defaults_from_the_data_when_it_prints(tmp_path, monkeypatch):
+    """Not a copy of the number: a site that changes presets/container.yaml sees its own default."""
+    for path in (ROOT / "presets").glob("*.yaml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    container = tmp_path / "container.yaml"
+    container.write_text(re.sub(r"^default_port: \d+", "default_port: 8123", container.read_text(), flags=re.M))
+    monkeypatch.setattr(options, "DATA_DIR", tmp_path)
+    options._data_file.cache_clear()
+    try:
+        table = options_table(options.listing())
+    finally:
+        options._data_file.cache_clear()
+    assert table["PORT"]["default"] == "8123"
+
+
+# Where a module reads a make variable by name: os.environ.get("X"), environ["X"], getenv("X").
+ENVIRON_READ = re.compile(r"""(?:environ|getenv)(?:\.get)?[(\[]\s*["']([A-Z][A-Z0-9_]*)["']""")
+# Not make variables: the bench/eval tables' own (bench.py, evaluate.py: `make bench-settings`) and
+# what the container reads (launcher/settings.py).
+OWN_TABLES = ("bench.py", "evaluate.py")
+
+
+def test_the_host_tools_read_make_variables_only_through_the_table():
+    for path in sorted((ROOT / "bundle").glob("*.py")):
+        if path.name in OWN_TABLES:
+            continue
+        for variable in ENVIRON_READ.findall(path.read_text()):
+            assert variable in options.BY_VARIABLE, f"{path.name} reads {variable} outside bundle/options.py"
+
+
+def test_a_variable_of_another_tool_is_checked_by_the_table():
+    from bundle import monitoring
+    with pytest.raises(render.RenderError, match=r"^PROMETHEUS_PORT='99999': expected 1-65535$"):
+        monitoring.urls(environ={"PROMETHEUS_PORT": "99999"})
+    assert monitoring.urls(environ={"GRAFANA_PORT": "3001"})["grafana"] == "http://127.0.0.1:3001"
 
 
 def test_the_top_level_file_ignores_the_environment():
