@@ -224,15 +224,17 @@ def bench_serving_args(settings: BenchSettings, concurrency: int | None, tokeniz
 
 @dataclasses.dataclass
 class Target:
-    """The deployment `make deploy PORT=...` made, as make bench/eval reach it."""
+    """The deployment on PORT= (`make deploy`'s or the top-level docker-compose.yml's), as make bench/eval
+    reach it."""
     files: list
     url: str                      # http://host:port, as a client on this host reaches it
     api_key_file: Path | None     # on this host
     service: str
     config: dict                  # `docker compose config` of its files
+    project: str | None = None    # its Compose project
 
     def compose(self, *args) -> list[str]:
-        return deploy.compose(self.files, *args)
+        return deploy.compose(self.files, *args, project=self.project)
 
 
 def find_target() -> Target:
@@ -240,18 +242,20 @@ def find_target() -> Target:
     chosen = options.read(options.DEPLOY)
     params = options.params(chosen)
     port = params.port or data["container"]["default_port"]
-    compose_file = deploy.deploy_file(port)
-    if not compose_file.is_file():
-        raise BenchError(f"no deployment on PORT={port} ({compose_file} is missing): run make deploy first, "
-                         "or give the PORT= it was deployed on")
-    files = [compose_file, *[Path(o).resolve() for o in chosen["override"]]]
-    result = deploy.run(deploy.compose(files, "config", "--format", "json"))
+    try:
+        found = deploy.locate(data, port, [Path(o).resolve() for o in chosen["override"]])
+    except deploy.DeployError as err:
+        raise BenchError(str(err)) from None
+    if not found.started:
+        raise BenchError(f"the deployment on PORT={port} is not running ({found.describe()}): start it with "
+                         f"`make deploy PORT={port}`")
+    result = deploy.run(found.compose("config", "--format", "json"))
     if result.returncode != 0:
-        raise BenchError(f"docker compose rejects {compose_file}:\n{result.stderr.strip()}")
+        raise BenchError(f"docker compose rejects {found.describe()}:\n{result.stderr.strip()}")
     config = json.loads(result.stdout)
     service = engine_service(config)
-    return Target(files=files, url=deploy.local_url(params, data), api_key_file=api_key_file(config, service),
-                  service=service, config=config)
+    return Target(files=found.files, url=deploy.local_url(params, data), api_key_file=api_key_file(config, service),
+                  service=service, config=config, project=found.project)
 
 
 def container_endpoint(config: dict) -> tuple[str, str]:
@@ -422,8 +426,8 @@ def load_seed() -> dict:
     return yaml.safe_load(SEED_FIGURES.read_text())
 
 
-def ratio(measured: float | None, seed: float) -> float | None:
-    return None if measured is None else measured / seed
+def ratio(measured: float | None, seed: float | None) -> float | None:
+    return None if measured is None or not seed else measured / seed
 
 
 def shown_ratio(value: float | None) -> str:
@@ -455,13 +459,33 @@ def load_differences(run: dict, seed_load: dict, prompts: int | None) -> list[st
             if not (key == "num_prompts" and prompts is None) and shown(load[key]) != shown(seed_load[key])]
 
 
-def comparison_rows(run: dict, seed: dict) -> list[dict]:
+def comparison_rows(run: dict, seed: dict, with_ratios: bool = True) -> list[dict]:
     rows = []
     for figure in seed["figures"]:
         measured = run.get(figure["key"])
         rows.append({"label": figure["label"], "seed": figure["seed"], "measured": measured,
-                     "ratio": ratio(measured, figure["seed"]), "better": f"{figure['better']} is better"})
+                     "ratio": ratio(measured, figure["seed"]) if with_ratios else None,
+                     "better": f"{figure['better']} is better"})
     return rows
+
+
+def aligned(rows: list[list[str]], left: int = 1) -> list[str]:
+    """Rows of cells as lines, each column as wide as its widest cell: the first `left` columns
+    left-aligned (labels), the others right-aligned (numbers), the last one left-aligned (words)."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    last = len(widths) - 1
+    return ["  ".join(cell.ljust(width) if i < left or i == last else cell.rjust(width)
+                      for i, (cell, width) in enumerate(zip(row, widths))).rstrip() for row in rows]
+
+
+def with_rule(lines: list[str]) -> list[str]:
+    """The header, a rule as wide as the widest line, the rows."""
+    return [lines[0], "-" * max(len(line) for line in lines), *lines[1:]]
+
+
+def not_the_seeds_shape(differences: list[str]) -> str:
+    return ("not the seed's load shape (" + "; ".join(differences) + "), so no ratios to the seed: they would "
+            "compare different experiments")
 
 
 def comparison_table(run: dict, seed: dict, record: dict, prompts: int | None = None) -> str:
@@ -471,15 +495,13 @@ def comparison_table(run: dict, seed: dict, record: dict, prompts: int | None = 
     lines = [f"bench_serving vs the seed ({seed['setup']}), {shape}"]
     if standin:
         lines.append(STANDIN_NOTE)
-    header = f"{'figure':<32} {'seed':>10} {measured:>20} {'ratio':>9}  "
-    lines += [header, "-" * (len(header) + 18)]
-    for row in comparison_rows(run, seed):
-        lines.append(f"{row['label']:<32} {number(row['seed']):>10} {number(row['measured']):>20} "
-                     f"{shown_ratio(row['ratio']):>9}  {row['better']}")
     differences = load_differences(run, seed["load"], prompts)
+    rows = [["figure", "seed", measured, "ratio", ""]]
+    rows += [[row["label"], number(row["seed"]), number(row["measured"]), shown_ratio(row["ratio"]), row["better"]]
+             for row in comparison_rows(run, seed, with_ratios=not differences)]
+    lines += with_rule(aligned(rows))
     if differences:
-        lines.append("note: not the seed's load shape (" + "; ".join(differences) + "): the ratios compare "
-                     "different experiments")
+        lines.append("note: " + not_the_seeds_shape(differences))
     return "\n".join(lines)
 
 
@@ -622,34 +644,40 @@ def bench_facts(settings: BenchSettings, commands: list, where: str) -> dict:
 # ---- make bench-compare ------------------------------------------------------------------------
 
 def columns(paths: list) -> list[dict]:
-    """One column per run in each result: its label, its figures, stand-in or not."""
+    """One column per run in each result: its label, its figures, stand-in or not, and how its load
+    differs from the seed's (its prompt count from the result's record, when there is one)."""
     out = []
+    seed_load = load_seed()["bench"]["load"]
     for path in paths:
         record = read_record(Path(path))
+        prompts = (record.get("bench") or {}).get("num_prompts")
         for run_ in read_runs(Path(path)):
             name = Path(path).name if Path(path).is_dir() else Path(path).stem
             concurrency = run_.get("max_concurrency")
             label = name + (f" c={concurrency}" if concurrency else "")
-            out.append({"label": label, "run": run_, "standin": is_standin(run_, record)})
+            out.append({"label": label, "run": run_, "standin": is_standin(run_, record),
+                        "differences": load_differences(run_, seed_load, prompts)})
     return out
 
 
+def compare_cell(value: float | None, seed: float | None, with_ratio: bool) -> str:
+    shown = ratio(value, seed) if with_ratio else None
+    return number(value) + ("" if shown is None else f" ({shown_ratio(shown)})")
+
+
 def compare_table(cols: list[dict], seed: dict) -> str:
-    width = max([12] + [len(c["label"]) + (11 if c["standin"] else 0) for c in cols])
     heads = [c["label"] + (" (stand-in)" if c["standin"] else "") for c in cols]
-    lines = [f"{'figure':<32} {'seed':>10} " + " ".join(f"{h:>{width}}" for h in heads) + "  "]
-    lines.append("-" * (len(lines[0]) + 18))
+    rows = [["figure", "seed", *heads, ""]]
     for figure in seed["figures"]:
-        cells = []
-        for c in cols:
-            value = c["run"].get(figure["key"])
-            r = ratio(value, figure["seed"])
-            cells.append(f"{number(value) + ('' if r is None else f' ({shown_ratio(r)})'):>{width}}")
-        lines.append(f"{figure['label']:<32} {number(figure['seed']):>10} " + " ".join(cells)
-                     + f"  {figure['better']} is better")
+        rows.append([figure["label"], number(figure["seed"]),
+                     *[compare_cell(c["run"].get(figure["key"]), figure["seed"], not c["differences"]) for c in cols],
+                     f"{figure['better']} is better"])
+    lines = with_rule(aligned(rows))
     if any(c["standin"] for c in cols):
         lines.append(STANDIN_NOTE)
-    lines.append("(ratio to the seed in brackets)")
+    if any(not c["differences"] for c in cols):
+        lines.append("(ratio to the seed in brackets)")
+    lines += [f"note: {c['label']}: " + not_the_seeds_shape(c["differences"]) for c in cols if c["differences"]]
     return "\n".join(lines)
 
 
@@ -670,7 +698,7 @@ def draw_chart(cols: list[dict], seed: dict, out: Path) -> None:
         figures = [f for f in seed["figures"] if f["better"] == better]
         bar = 0.8 / len(names)
         for index, name in enumerate(names):
-            values = [f["seed"] if index == 0 else (cols[index - 1]["run"].get(f["key"]) or 0) for f in figures]
+            values = [(f["seed"] if index == 0 else cols[index - 1]["run"].get(f["key"])) or 0 for f in figures]
             axis.bar([i + index * bar for i in range(len(figures))], values, bar, label=name)
         axis.set_xticks([i + bar * (len(names) - 1) / 2 for i in range(len(figures))])
         axis.set_xticklabels([f["label"].split(" (")[0] for f in figures], rotation=15, fontsize=8)

@@ -14,13 +14,15 @@ Ordered single-purpose steps, each one failing with a message that says what to 
 
 The variables (HARDWARE=, PORT=, OVERRIDE=, ...) are bundle/options.py's, read from the environment
 `make deploy` exports, or given as flags. `make down|logs|status|bench|eval` find the deployment
-on PORT= through the same table:
-    python -m bundle.deploy compose ARGS...   docker compose -f deploy/port-<PORT>/... [-f OVERRIDE] ARGS
+on PORT= through the same table (locate(): the one `make deploy` made, or the top-level
+docker-compose.yml's, started with `docker compose up -d`):
+    python -m bundle.deploy compose ARGS...   docker compose -p <project> -f <its files> [-f OVERRIDE] ARGS
     python -m bundle.deploy status            its containers, and its /ready answer
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -65,8 +67,8 @@ def run(args, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(args, capture_output=True, text=True, **kwargs)
 
 
-def compose(files: list[Path], *args) -> list[str]:
-    command = ["docker", "compose"]
+def compose(files: list[Path], *args, project: str | None = None) -> list[str]:
+    command = ["docker", "compose"] + (["-p", project] if project else [])
     for path in files:
         command += ["-f", str(path)]
     return command + list(args)
@@ -330,21 +332,22 @@ def manage(command: str, args: list[str]) -> int:
         data = render.load_data()
         chosen = options.read(options.DEPLOY)
         params = options.params(chosen)
-    except render.RenderError as err:
+        port = params.port or data["container"]["default_port"]
+        found = locate(data, port, [Path(o).resolve() for o in chosen["override"]])
+    except (render.RenderError, DeployError) as err:
         print(f"deploy: {err}", file=sys.stderr)
         return 1
-    out = deploy_file(params.port or data["container"]["default_port"])
-    files = [out, *monitoring.compose_files(out), *[Path(o).resolve() for o in chosen["override"]]]
     if command == "compose":
-        argv = compose(files, *args)
+        argv = found.compose(*args)
         print(shlex.join(argv), flush=True)
         os.execvp(argv[0], argv)
         return 0   # not reached: docker compose took over the process
-    ps = subprocess.run(compose(files, "ps"))
+    print(f"deployment on PORT={port}: {found.describe()}", flush=True)
+    ps = subprocess.run(found.compose("ps"))
     if ps.returncode != 0:
         return ps.returncode
     # The gateway answers /readiness (smg's); an engine's guard /ready (SGLang's).
-    url = local_url(params, data) + ("/readiness" if GATEWAY_SERVICE in services(files) else "/ready")
+    url = local_url(params, data) + ("/readiness" if GATEWAY_SERVICE in services(found.files) else "/ready")
     try:   # no proxy: the address is this host's
         code = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10).status
     except urllib.error.HTTPError as err:
@@ -358,6 +361,80 @@ def manage(command: str, args: list[str]) -> int:
 def deploy_file(port: int) -> Path:
     """Where `make deploy PORT=...` keeps its rendered file; down/logs/status find it there."""
     return render.ROOT / "deploy" / f"port-{port}" / "docker-compose.yml"
+
+
+# ---- the deployment on PORT=, however it was started -------------------------------------------
+
+# Compose's own labels, on every container it creates, running or stopped: what outlives the shell
+# that ran `docker compose up -d`, wherever that was.
+PROJECT_LABEL = "com.docker.compose.project"
+CONFIG_FILES_LABEL = "com.docker.compose.project.config_files"
+TOP_LEVEL_FILE = render.ROOT / "docker-compose.yml"   # `make compose-file`'s, for the default port
+
+
+@dataclasses.dataclass(frozen=True)
+class Located:
+    """A deployment as make down|logs|status|bench|eval reach it: its Compose project and files."""
+    project: str
+    files: list             # every -f, in order: the deployment's own file first
+    started: bool           # its containers exist (running or stopped)
+
+    def compose(self, *args) -> list[str]:
+        # -p: the project the containers carry, which `docker compose -p` may have set apart from the
+        # file's own `name:`.
+        return compose(self.files, *args, project=self.project)
+
+    def describe(self) -> str:
+        shown = ", ".join(_shown(path) for path in self.files)
+        return f"Compose project {self.project} ({shown})" + ("" if self.started else ", no containers")
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(Path(path).relative_to(render.ROOT))
+    except ValueError:
+        return str(path)
+
+
+def project_name(data: dict, port: int) -> str:
+    """The Compose project of the deployment on the port, as bundle/render.py names it in every file it
+    renders (`name:`), the top-level docker-compose.yml included."""
+    return f"{data['container']['project_prefix']}-{port}"
+
+
+def started_files(project: str) -> list[Path] | None:
+    """The compose files the project's containers were created from (Compose's label), or None when
+    the project has no container."""
+    result = run(["docker", "ps", "-a", "--filter", f"label={PROJECT_LABEL}={project}",
+                  "--format", f'{{{{.Label "{CONFIG_FILES_LABEL}"}}}}'])
+    if result.returncode != 0:
+        raise DeployError(f"`docker ps` fails, so the deployment cannot be looked up: {result.stderr.strip()}")
+    labels = [line for line in result.stdout.splitlines() if line.strip()]
+    if not labels:
+        return None
+    return [Path(part) for part in labels[0].split(",") if part]
+
+
+def locate(data: dict, port: int, overrides: list[Path]) -> Located:
+    """The deployment on PORT=: the project whose containers exist (started by `make deploy` or by
+    `docker compose up -d` in the checkout), with the files they were made from; else the file
+    `make deploy` left for the port (stopped); else a one-line error with both ways to start one."""
+    project = project_name(data, port)
+    files = started_files(project)
+    if files is not None:
+        missing = [str(path) for path in files if not path.is_file()]
+        if missing:
+            raise DeployError(f"the deployment on PORT={port} (Compose project {project}) was started from "
+                              f"files that are gone ({', '.join(missing)}): `docker compose -p {project} down` "
+                              "removes its containers")
+        return Located(project, files + [o for o in overrides if o not in files], started=True)
+    own = deploy_file(port)
+    if own.is_file():
+        return Located(project, [own, *monitoring.compose_files(own), *overrides], started=False)
+    default = data["container"]["default_port"]
+    raise DeployError(f"no deployment on PORT={port} (no Compose project {project}, no {_shown(own)}): start "
+                      f"one with `make deploy PORT={port}`, or `docker compose up -d` in {render.ROOT} (the "
+                      f"top-level {TOP_LEVEL_FILE.name}, PORT={default}); or give the PORT= it runs on")
 
 
 if __name__ == "__main__":

@@ -6,21 +6,32 @@ The numbers in the fixtures are the stand-in's, never an engine's."""
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from bundle import bench, evaluate, render
+from bundle import bench, deploy, evaluate, render
 from bundle.bench import BenchError, BenchSettings
 from paths import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures" / "bench"
-# The seed guide's section 4.1 and 5.2 figures, written out here, not read from bundle/seed_figures.yaml.
+# The seed guide's section 4.1 and 5.2 figures, written out here, not read from bundle/seed_figures.yaml;
+# None: the seed's report prints no P99 E2E latency. The keys are bench_serving's JSON fields, as
+# SGLang 0.5.23's sglang/benchmark/serving.py writes them (the captured fixtures hold every one).
 SEED = {"request_throughput": 3.64, "output_throughput": 775.09, "total_throughput": 1998.28,
-        "mean_ttft_ms": 201.32, "mean_tpot_ms": 20.35, "median_itl_ms": 18.43}
+        "mean_ttft_ms": 201.32, "p99_ttft_ms": 267.12, "mean_tpot_ms": 20.35, "p99_tpot_ms": 35.65,
+        "median_itl_ms": 18.43, "p99_itl_ms": 25.18, "median_e2e_latency_ms": 2857.44, "p99_e2e_latency_ms": None}
+LABELS = {"request_throughput": "Request throughput (req/s)", "output_throughput": "Output token throughput (tok/s)",
+          "total_throughput": "Total token throughput (tok/s)", "mean_ttft_ms": "Mean TTFT (ms)",
+          "p99_ttft_ms": "P99 TTFT (ms)", "mean_tpot_ms": "Mean TPOT (ms)", "p99_tpot_ms": "P99 TPOT (ms)",
+          "median_itl_ms": "Median ITL (ms)", "p99_itl_ms": "P99 ITL (ms)",
+          "median_e2e_latency_ms": "Median E2E latency (ms)", "p99_e2e_latency_ms": "P99 E2E latency (ms)"}
 HIGHER = {"request_throughput", "output_throughput", "total_throughput"}
+# The captured run is random-ids; the seed's shape is ShareGPT, 100 prompts, rate inf, no concurrency limit.
+SEED_SHAPE = {"dataset_name": "sharegpt", "request_rate": math.inf, "max_concurrency": None}
 
 
 def captured(name="standin-bench_serving.jsonl") -> list[dict]:
@@ -57,24 +68,64 @@ def test_the_captured_json_is_consistent_with_itself():
 
 # ---- the comparison table ------------------------------------------------------------------------
 
+def shown(value) -> str:
+    return "-" if value is None else f"{value:,.2f}" if abs(value) < 10_000 else f"{value:,.0f}"
+
+
+def shown_ratio(measured, seed) -> str:
+    if seed is None:
+        return "-"
+    ratio = measured / seed
+    return f"{ratio:.2g}x" if ratio < 0.1 else f"{ratio:.2f}x"
+
+
+def table_lines(table: str) -> dict:
+    return {label: line for line in table.splitlines() for label in LABELS.values()
+            if line.startswith(label + " ")}
+
+
 def test_every_row_is_seed_measured_ratio_and_direction():
-    run = captured()[0]
+    run = {**captured()[0], **SEED_SHAPE}
     table = bench.comparison_table(run, bench.load_seed()["bench"], {}, 100)
-    labels = {"request_throughput": "Request throughput (req/s)",
-              "output_throughput": "Output token throughput (tok/s)",
-              "total_throughput": "Total token throughput (tok/s)", "mean_ttft_ms": "Mean TTFT (ms)",
-              "mean_tpot_ms": "Mean TPOT (ms)", "median_itl_ms": "Median ITL (ms)"}
-    lines = {label: line for line in table.splitlines() for label in labels.values() if line.startswith(label)}
-    assert len(lines) == 6
+    lines = table_lines(table)
+    assert len(lines) == len(LABELS) == 11
     # measured / seed by hand for the first row: 58.63901636582677 / 3.64 = 16.109...
     assert cells(lines["Request throughput (req/s)"], "Request throughput (req/s)") == \
         ["3.64", "58.64", "16.11x", "higher", "is", "better"]
-    for key, label in labels.items():
-        ratio = run[key] / SEED[key]
-        ratio_text = f"{ratio:.2g}x" if ratio < 0.1 else f"{ratio:.2f}x"
+    # the seed prints no P99 E2E latency: the measured figure, no ratio
+    assert cells(lines["P99 E2E latency (ms)"], "P99 E2E latency (ms)") == \
+        ["-", "899.69", "-", "lower", "is", "better"]
+    for key, label in LABELS.items():
         direction = "higher" if key in HIGHER else "lower"
-        assert cells(lines[label], label) == [f"{SEED[key]:,.2f}", f"{run[key]:,.2f}", ratio_text, direction,
-                                              "is", "better"]
+        assert cells(lines[label], label) == [shown(SEED[key]), shown(run[key]), shown_ratio(run[key], SEED[key]),
+                                              direction, "is", "better"]
+    assert "note:" not in table
+
+
+def test_the_p99_and_e2e_rows_read_bench_servings_own_fields():
+    """P99 TTFT 899.43, P99 TPOT 1.17, P99 ITL 0.31, median E2E 789.97, P99 E2E 899.69: the captured
+    run's report (bench_serving.log of the same run) printed these."""
+    lines = table_lines(bench.comparison_table(captured()[0], bench.load_seed()["bench"], {}, 100))
+    measured = {label: cells(lines[label], label)[1] for label in
+                ("P99 TTFT (ms)", "P99 TPOT (ms)", "P99 ITL (ms)", "Median E2E latency (ms)", "P99 E2E latency (ms)")}
+    assert measured == {"P99 TTFT (ms)": "899.43", "P99 TPOT (ms)": "1.17", "P99 ITL (ms)": "0.31",
+                        "Median E2E latency (ms)": "789.97", "P99 E2E latency (ms)": "899.69"}
+
+
+def spans(line: str) -> list[tuple[int, int]]:
+    """(start, end) of each cell: cells hold single spaces, columns are two or more apart."""
+    return [match.span() for match in re.finditer(r"\S+(?: \S+)*", line)]
+
+
+def assert_aligned(lines: list[str], columns: int) -> None:
+    """Every line has the same cells: labels and the direction start together, numbers end together."""
+    rows = [spans(line) for line in lines]
+    assert all(len(row) == columns for row in rows[1:]), lines
+    header = rows[0]
+    for row in rows[1:]:
+        assert row[0][0] == header[0][0] and row[-1][0] == rows[1][-1][0], lines
+        for index in range(1, len(header)):
+            assert row[index][1] == header[index][1], (index, lines)
 
 
 def test_a_tiny_ratio_keeps_two_significant_digits():
@@ -95,36 +146,77 @@ def test_stand_in_numbers_are_labelled_and_engine_numbers_are_not():
     assert "stand-in" not in engine and "STAND-IN" not in engine and " measured " in engine
 
 
-def test_a_run_of_another_shape_says_the_ratios_compare_different_experiments():
+def test_a_run_of_another_shape_gets_no_ratios_and_a_note_naming_what_differs():
     seed = bench.load_seed()["bench"]
-    seed_shaped = {"dataset_name": "sharegpt", "request_rate": math.inf, "max_concurrency": None}
-    assert bench.load_differences(seed_shaped, seed["load"], 100) == []
-    assert bench.load_differences({**seed_shaped, "request_rate": "inf"}, seed["load"], None) == []
+    assert bench.load_differences(SEED_SHAPE, seed["load"], 100) == []
+    assert bench.load_differences({**SEED_SHAPE, "request_rate": "inf"}, seed["load"], None) == []
     other = {"dataset_name": "random-ids", "request_rate": 4.0, "max_concurrency": 8}
     assert bench.load_differences(other, seed["load"], 50) == [
         "dataset_name random-ids (seed: sharegpt)", "num_prompts 50 (seed: 100)", "request_rate 4.0 (seed: inf)",
         "max_concurrency 8 (seed: not set)"]
-    assert "the ratios compare different experiments" in bench.comparison_table({**captured()[0], **other}, seed,
-                                                                                {}, 50)
+    table = bench.comparison_table({**captured()[0], **other}, seed, {}, 50)
+    for label, line in table_lines(table).items():
+        assert cells(line, label)[2] == "-", line          # the ratio column
+    assert table.splitlines()[-1] == (
+        "note: not the seed's load shape (dataset_name random-ids (seed: sharegpt); num_prompts 50 (seed: 100); "
+        "request_rate 4.0 (seed: inf); max_concurrency 8 (seed: not set)), so no ratios to the seed: they would "
+        "compare different experiments")
+    # the seed's shape but 20 prompts: a different experiment too
+    fewer = bench.comparison_table({**captured()[0], **SEED_SHAPE}, seed, {}, 20)
+    assert "num_prompts 20 (seed: 100)" in fewer and "16.11x" not in fewer
 
 
-def test_compare_lays_every_run_of_every_result_side_by_side(tmp_path):
-    single = tmp_path / "20261128T000000Z-h100x4-basic-standin"
-    single.mkdir()
-    (single / "bench_serving.jsonl").write_text((FIXTURES / "standin-bench_serving.jsonl").read_text())
-    (single / "deployment.json").write_text(json.dumps({"standin": True}))
-    columns = bench.columns([single, FIXTURES / "standin-sweep.jsonl"])
-    assert [c["label"] for c in columns] == [single.name, "standin-sweep c=4", "standin-sweep c=16"]
-    assert all(c["standin"] for c in columns)
+def test_the_bench_table_is_aligned_whatever_the_widths():
+    run = {**captured()[0], **SEED_SHAPE, "request_throughput": 123456789.5, "mean_ttft_ms": 0.00001}
+    table = bench.comparison_table(run, bench.load_seed()["bench"], {"standin": False}, 100).splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("figure"))
+    rows = [table[header]] + table[header + 2:header + 2 + len(LABELS)]
+    assert set(table[header + 1]) == {"-"} and len(table[header + 1]) == max(len(line) for line in rows)
+    assert_aligned(rows, 5)
+
+
+def result_folder(tmp_path, name, runs: list[dict], record: dict) -> Path:
+    folder = tmp_path / name
+    folder.mkdir()
+    (folder / "bench_serving.jsonl").write_text("".join(json.dumps(run) + "\n" for run in runs))
+    (folder / "deployment.json").write_text(json.dumps(record))
+    return folder
+
+
+def test_compare_lays_every_run_of_every_result_side_by_side_with_ratios_only_for_the_seeds_shape(tmp_path):
+    seed_shaped = result_folder(tmp_path, "a", [{**captured()[0], **SEED_SHAPE, "server_info": {}}],
+                                {"standin": False, "bench": {"num_prompts": 100}})
+    single = result_folder(tmp_path, "20261128T000000Z-h100x4-basic-standin", captured(), {"standin": True})
+    columns = bench.columns([seed_shaped, single, FIXTURES / "standin-sweep.jsonl"])
+    assert [c["label"] for c in columns] == ["a", single.name, "standin-sweep c=4", "standin-sweep c=16"]
+    assert [c["standin"] for c in columns] == [False, True, True, True]
     table = bench.compare_table(columns, bench.load_seed()["bench"])
-    runs = captured() + captured("standin-sweep.jsonl")
-    line = next(line for line in table.splitlines() if line.startswith("Mean TTFT (ms)"))
-    expected = ["201.32"]
-    for run in runs:
-        ratio = run["mean_ttft_ms"] / 201.32
-        expected += [f"{run['mean_ttft_ms']:,.2f}", f"({ratio:.2f}x)"]
-    assert cells(line, "Mean TTFT (ms)") == expected + ["lower", "is", "better"]
-    assert f"{single.name} (stand-in)" in table.splitlines()[0] and bench.STANDIN_NOTE in table
+    lines = table.splitlines()
+    runs = [{**captured()[0], **SEED_SHAPE}] + captured() + captured("standin-sweep.jsonl")
+    ttft = next(line for line in lines if line.startswith("Mean TTFT (ms)"))
+    # the seed-shaped run with its ratio in brackets; the others, of other shapes, without
+    expected = ["201.32", f"{runs[0]['mean_ttft_ms']:,.2f}", f"({runs[0]['mean_ttft_ms'] / 201.32:.2f}x)"]
+    expected += [f"{run['mean_ttft_ms']:,.2f}" for run in runs[1:]]
+    assert cells(ttft, "Mean TTFT (ms)") == expected + ["lower", "is", "better"]
+    assert f"{single.name} (stand-in)" in lines[0] and bench.STANDIN_NOTE in table
+    assert "(ratio to the seed in brackets)" in lines
+    assert (f"note: {single.name}: not the seed's load shape (dataset_name random-ids (seed: sharegpt)), so no "
+            "ratios to the seed: they would compare different experiments") in lines
+    assert ("note: standin-sweep c=16: not the seed's load shape (dataset_name random-ids (seed: sharegpt); "
+            "max_concurrency 16 (seed: not set)), so no ratios to the seed: they would compare different "
+            "experiments") in lines
+    assert not any(line.startswith("note: a:") for line in lines)
+    assert_aligned(lines[:1] + lines[2:2 + len(LABELS)], 2 + len(columns) + 1)
+
+
+def test_compare_columns_stay_aligned_with_short_and_long_labels(tmp_path):
+    shaped = {**captured()[0], **SEED_SHAPE, "server_info": {}}
+    short = result_folder(tmp_path, "x", [shaped], {"bench": {"num_prompts": 100}})
+    long = result_folder(tmp_path, "a-rather-long-results-folder-name-for-one-run-of-the-seeds-shape",
+                         [{**shaped, "total_throughput": 123456.0}], {"bench": {"num_prompts": 100}})
+    lines = bench.compare_table(bench.columns([short, long]), bench.load_seed()["bench"]).splitlines()
+    assert_aligned(lines[:1] + lines[2:2 + len(LABELS)], 5)
+    assert "note:" not in "\n".join(lines)
 
 
 def test_compare_without_results_or_with_a_wrong_path_says_what_it_expects(tmp_path):
@@ -388,3 +480,76 @@ def test_the_runner_shows_and_keeps_the_report_and_keeps_the_end_of_stderr_on_fa
     assert bench.stream([sys.executable, "-c", child, "3"], log) == 3
     kept = log.read_text()
     assert "--- exit 3; the end of its stderr ---" in kept and kept.rstrip().endswith("boom")
+
+
+# ---- the deployment on PORT=, however it was started (make deploy, or docker compose up -d) -------
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def compose_labels(monkeypatch, labels: str):
+    """`docker ps` answering with Compose's config_files label of the project's containers."""
+    calls = []
+
+    def answer(args, **kwargs):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, labels, "")
+    monkeypatch.setattr(deploy, "run", answer)
+    return calls
+
+
+def test_a_project_started_with_docker_compose_up_is_found_by_its_containers_labels(monkeypatch, tmp_path):
+    top_level, override = ROOT / "docker-compose.yml", tmp_path / "override.yml"
+    override.write_text("services: {}\n")
+    calls = compose_labels(monkeypatch, f"{top_level},{override}\n{top_level},{override}\n")
+    found = deploy.locate(render.load_data(), 8123, [override, tmp_path / "more.yml"])
+    # presets/container.yaml's project_prefix llama31-sglang, -<port>
+    assert calls[0][:4] == ["docker", "ps", "-a", "--filter"] and \
+        calls[0][4] == "label=com.docker.compose.project=llama31-sglang-8123"
+    assert found.files == [top_level, override, tmp_path / "more.yml"] and found.started
+    assert found.compose("ps")[:4] == ["docker", "compose", "-p", "llama31-sglang-8123"]
+    assert found.compose("ps")[4:] == ["-f", str(top_level), "-f", str(override), "-f", str(tmp_path / "more.yml"),
+                                       "ps"]
+    assert found.describe().startswith("Compose project llama31-sglang-8123 (docker-compose.yml, ")
+
+
+def test_a_started_project_whose_files_are_gone_says_how_to_remove_it(monkeypatch, tmp_path):
+    compose_labels(monkeypatch, f"{tmp_path / 'gone.yml'}\n")
+    with pytest.raises(deploy.DeployError, match=r"started from files that are gone \(.*gone\.yml\): "
+                                                 r"`docker compose -p llama31-sglang-8124 down`"):
+        deploy.locate(render.load_data(), 8124, [])
+
+
+def test_a_rendered_file_without_containers_is_found_but_bench_says_it_is_not_running(monkeypatch):
+    port = free_port()
+    own = ROOT / "deploy" / f"port-{port}" / "docker-compose.yml"
+    own.parent.mkdir(parents=True)
+    try:
+        own.write_text("# GENERATED FILE\nname: x\nservices: {}\n")
+        compose_labels(monkeypatch, "")
+        found = deploy.locate(render.load_data(), port, [])
+        assert (found.files, found.started) == ([own], False)
+        monkeypatch.setenv("PORT", str(port))
+        with pytest.raises(BenchError, match=f"the deployment on PORT={port} is not running .*"
+                                             f"`make deploy PORT={port}`"):
+            bench.find_target()
+    finally:
+        own.unlink()
+        own.parent.rmdir()
+
+
+@pytest.mark.skipif(subprocess.run(["docker", "info"], capture_output=True).returncode != 0,
+                    reason="needs the Docker engine")
+def test_with_nothing_on_the_port_bench_and_eval_say_so_in_one_line_with_both_ways_to_start_one(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("PORT", str(port))
+    with pytest.raises(BenchError) as missing:
+        bench.find_target()
+    message = str(missing.value)
+    assert "\n" not in message and message.startswith(f"no deployment on PORT={port} ")
+    assert f"make deploy PORT={port}" in message and "`docker compose up -d`" in message
+    assert "docker-compose.yml, PORT=8000" in message     # the top-level file serves the default port
