@@ -28,7 +28,7 @@ $(PY):
 # docs/day-two.md#air-gapped-hosts. KIT_PYTHON=/KIT_PLATFORM= target another host than this one.
 .PHONY: offline-kit
 offline-kit: | $(PY) ## on a connected machine: the wheels an air-gapped host needs, into OUT=offline-kit [KIT_PYTHON=3.11 KIT_PLATFORM=...]
-	@$(PY) -m tools.offline_kit build --out "$(or $(OUT),$(KIT))"
+	@$(PY) -m tools.offline_kit build --kit "$(KIT)"
 
 presets: | $(PY) ## print every renderable "HARDWARE PRESET" pair
 	@$(PY) -m bundle.render presets

@@ -210,7 +210,9 @@ def main(argv=None) -> int:
     venv.add_argument("venv", type=Path)
     venv.add_argument("kit", type=Path)
     kit = sub.add_parser("build", help="the kit's wheels, on a connected machine")
-    kit.add_argument("--out", type=Path, default=Path(environ.get("OUT") or DEFAULT_KIT))
+    kit.add_argument("--kit", type=Path, default=Path(DEFAULT_KIT), help="the Makefile's KIT=, where OUT= is not given")
+    kit.add_argument("--out", type=Path, default=Path(environ["OUT"]) if environ.get("OUT") else None,
+                     help="OUT: the kit's folder (default: --kit)")
     kit.add_argument("--python-version", default=environ.get("KIT_PYTHON") or None,
                      help="KIT_PYTHON: the host's Python X.Y (default: this machine's)")
     kit.add_argument("--platform", default=environ.get("KIT_PLATFORM") or "",
@@ -224,6 +226,7 @@ def main(argv=None) -> int:
         if args.command == "venv":
             create_venv(args.venv, args.kit)
             return 0
+        args.out = args.out or args.kit
         arch = args.gateway_arch or {"arm64": "aarch64", "amd64": "x86_64"}.get(platform.machine(), platform.machine())
         manifest = build(args.out, check_python("KIT_PYTHON", args.python_version),
                          [tag for tag in args.platform.split(",") if tag],
