@@ -133,7 +133,9 @@ def test_the_latency_preset_fetches_its_eagle3_draft_too(tmp_path, hub):
     result = download(setup(tmp_path, fake, PRESET="latency"))
     assert result.returncode == 0, result.stderr
     assert files_in(snapshot(tmp_path, DRAFT)) == {"config.json", "model.safetensors"}
-    assert files_in(snapshot(tmp_path, MODEL)) == set(SERVED) | {"original/params.json"}
+    # latency serves the FP8 checkpoint wherever the GPU has FP8 (presets.yaml): no BF16 shards
+    assert files_in(snapshot(tmp_path, FP8_MODEL)) == {"config.json", "model.safetensors", "tokenizer.json"}
+    assert not (tmp_path / "hf" / "hub" / "models--meta-llama--Llama-3.1-70B-Instruct").exists()
 
 
 def test_the_hardware_profile_picks_the_checkpoint(tmp_path, hub):
