@@ -387,8 +387,9 @@ def remove(compose_file: Path) -> None:
 def urls(data: dict | None = None, environ=os.environ) -> dict[str, str]:
     """Where the operator finds Prometheus and Grafana on this host: PROMETHEUS_PORT= and
     GRAFANA_PORT= as Compose reads them, else the data's defaults."""
+    from bundle import options
     data = data or load_data()
-    return {service: f"http://127.0.0.1:{environ.get(variable) or data[service]['host_port']}"
+    return {service: f"http://127.0.0.1:{options.read_one(variable, environ) or data[service]['host_port']}"
             for service, variable in PORT_VARIABLES.items()}
 
 
@@ -423,4 +424,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from bundle import cli
+    cli.run(main)
