@@ -232,11 +232,20 @@ def test_the_top_level_file_ignores_the_environment():
     assert command == "make render HARDWARE=h100x4 PRESET=basic OUT=docker-compose.yml"
 
 
-def test_down_logs_status_find_the_deployment_on_port(monkeypatch, capsys):
+def test_down_logs_status_find_the_deployment_on_port(monkeypatch, capsys, tmp_path):
+    """PORT= and OVERRIDE= from the environment, as make passes them: the file `make deploy` left for
+    that port (no containers of its project here), with the override after it."""
+    left = tmp_path / "port-8123" / "docker-compose.yml"
+    left.parent.mkdir()
+    left.write_text("services: {}\n")
+    asked = []
+    monkeypatch.setattr(deploy, "deploy_file", lambda port: asked.append(port) or left)
+    monkeypatch.setattr(deploy, "started_files", lambda project: None)
     ran = []
     monkeypatch.setattr(os, "execvp", lambda file, argv: ran.append(argv))
     monkeypatch.setattr(os, "environ", {**clean_environ(), "PORT": "8123", "OVERRIDE": "/tmp/o.yml"})
     deploy.main(["compose", "logs", "-f"])
-    assert ran == [["docker", "compose", "-f", str(ROOT / "deploy" / "port-8123" / "docker-compose.yml"),
-                    "-f", "/tmp/o.yml", "logs", "-f"]]
-    assert capsys.readouterr().out.startswith("docker compose -f ")
+    assert asked == [8123]
+    assert ran == [["docker", "compose", "-p", "llama31-sglang-8123", "-f", str(left), "-f", "/tmp/o.yml",
+                    "logs", "-f"]]
+    assert capsys.readouterr().out.startswith("docker compose -p llama31-sglang-8123 -f ")
