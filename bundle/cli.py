@@ -10,6 +10,9 @@ Not exit 0: what was cut off was not delivered, and a pipeline must not take it 
 Only a broken stdout or stderr ends quietly. A BrokenPipeError from anything else (a socket
 to an engine, a child's stdin) is a real error and keeps its traceback.
 
+Ctrl-C (`make deploy` waits up to an hour) ends with one line and status 130 (128 + SIGINT), as
+a shell reports an interrupted command, not with a traceback.
+
     if __name__ == "__main__":
         cli.run(main)
 """
@@ -22,6 +25,7 @@ import sys
 import typing
 
 SIGPIPE_STATUS = 128 + getattr(signal, "SIGPIPE", 13)
+SIGINT_STATUS = 128 + signal.SIGINT
 
 
 def _reader_gone(stream) -> bool:
@@ -63,4 +67,7 @@ def run(main: typing.Callable[[], int | None]) -> typing.NoReturn:
         if _reader_gone(sys.stdout) or _reader_gone(sys.stderr):
             _end_by_sigpipe()
         raise
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = SIGINT_STATUS
     sys.exit(code)

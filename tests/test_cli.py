@@ -119,3 +119,21 @@ def test_every_entry_point_goes_through_the_shared_helper():
         block = MAIN_BLOCK.search((BUNDLE / f"{module}.py").read_text()).group(1)
         assert "cli.run(" in block and "sys.exit(" not in block, (module, block)
     assert set(CASES) | {"readme"} >= set(modules), "a new entry point: give it a case above"
+
+
+def test_ctrl_c_ends_a_tool_with_one_line_and_status_130(tmp_path):
+    """A real SIGINT while the tool waits (as make deploy waits for the engine), not a raised exception."""
+    script = tmp_path / "tool.py"
+    script.write_text("import sys, time\nfrom bundle import cli\n"
+                      "def main():\n    print('waiting', flush=True)\n    time.sleep(60)\n    return 0\n"
+                      "cli.run(main)\n")
+    tool = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        assert tool.stdout.readline() == "waiting\n"           # in main(), past the imports
+        tool.send_signal(signal.SIGINT)
+        _, stderr = tool.communicate(timeout=30)
+    finally:
+        tool.kill()
+    assert tool.returncode == 130
+    assert stderr == "interrupted\n"
