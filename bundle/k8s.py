@@ -48,7 +48,8 @@ from launcher.sglang_flags import env_name_for_option
 ROOT = render.ROOT
 TEMPLATES = ROOT / "templates" / "k8s"
 TREE = ROOT / "k8s"
-CRD = ROOT / "tests" / "fixtures" / "k8s" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
+# Vendored, byte for byte, from kubernetes-sigs/lws v0.10.0: its source and sha256 are in presets/vendor/SOURCE.md.
+CRD = ROOT / "presets" / "vendor" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
 # Validated against the oldest release LeaderWorkerSet supports without a feature gate (its README:
 # >= 1.26 needs StatefulSet start ordinals, on by default from 1.27) and kubernetes-validate's newest.
 KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import yaml
-from paths import FIXTURES, ROOT
+from paths import ROOT, VENDOR
 
 from bundle import k8s, render
 from launcher import gateway as gateway_launcher
@@ -18,7 +18,7 @@ from launcher.command import build_config
 from launcher.settings import BundleSettings
 
 DATA = render.load_data()
-LWS_CRD_SHA256 = "c5dcad8ed943e495490241f00b9a1b45d51203b6d484020db3636d5bf553568e"   # tests/fixtures/k8s/SOURCE.md
+LWS_CRD_SHA256 = "c5dcad8ed943e495490241f00b9a1b45d51203b6d484020db3636d5bf553568e"   # presets/vendor/SOURCE.md
 # Shapes beyond the tree's one-engine-per-pair: replicas splitting a host, LeaderWorkerSet groups, AMD.
 SHAPES = [("h100x8", "latency", 2, 1), ("h100x4", "throughput-fp8", 2, 1), ("h100x4", "basic", 1, 2),
           ("h100x8", "basic", 3, 2), ("mi300x", "basic", 2, 1)]
@@ -77,9 +77,9 @@ def test_other_shapes_validate(hardware, preset, replicas, nodes):
 
 
 def test_the_lws_crd_is_the_vendored_release():
-    crd = FIXTURES / "k8s" / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
+    crd = VENDOR / "leaderworkerset.x-k8s.io_leaderworkersets.yaml"
     assert hashlib.sha256(crd.read_bytes()).hexdigest() == LWS_CRD_SHA256
-    assert LWS_CRD_SHA256 in (FIXTURES / "k8s" / "SOURCE.md").read_text()
+    assert LWS_CRD_SHA256 in (VENDOR / "SOURCE.md").read_text()
 
 
 def _mutated(objects, kind, change):
