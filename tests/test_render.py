@@ -104,7 +104,7 @@ def test_readme_tables_are_generated_from_the_data_and_the_option_tables():
         assert readme.replace_block(text, name, content) == text, f"README {name} drifted: run `make readme`"
     # Independent spot checks: a row of each block, as an operator reads it.
     assert "| `BUNDLE_ENGINE_PORT` | int | `30000` |" in text
-    assert "| `BASE_IMAGE=image` | `--base-image` |" in text
+    assert "| `BASE_IMAGE` | `--base-image` | `make render`, `make deploy` |" in text
 
 
 def test_seed_generators_tp2_bf16_on_h100_is_refused_with_the_arithmetic():
