@@ -79,7 +79,7 @@ status: | $(PY) ## container state and health of the deployment on PORT
 # deployment on PORT=, through its guard with its API key: inside the engine container (the image
 # has them), or on this host with BENCH_CLIENT=/EVAL_CLIENT=. Results land in results/<time>-<hardware>-<preset>/
 # with a side-by-side table against the seed's figures. Their variables (BENCH_*, EVAL_*, RESULTS_DIR)
-# are declared in bundle/bench.py and bundle/evaluate.py: `make bench-settings` lists them.
+# are declared with the others in bundle/options.py: `make bench-settings` lists just them.
 bench: | $(PY) ## the seed's speed run vs its table: [BENCH_DATASET=random-ids BENCH_CONCURRENCY=1,8,32 ...]
 	@$(PY) -m bundle.bench run
 

@@ -3,7 +3,7 @@ kept in a results folder and compared with the seed's table (bundle/seed_figures
 
     python -m bundle.bench run                 one run, or one per BENCH_CONCURRENCY=1,8,32 (a sweep)
     python -m bundle.bench compare RESULT...   results side by side; --chart out.png draws them
-    python -m bundle.bench settings            the BENCH_* variables, their defaults and help
+    python -m bundle.bench settings            the BENCH_* variables, their defaults and help (bundle/options.py)
 
 Where bench_serving runs. By default inside the engine container: the image has SGLang's own tool,
 and the Hugging Face cache is mounted there, so `BENCH_DATASET=random-ids` finds the model's tokenizer
@@ -29,7 +29,6 @@ import shlex
 import subprocess
 import sys
 import threading
-import typing
 import urllib.request
 from pathlib import Path
 
@@ -59,79 +58,7 @@ class BenchError(Exception):
     pass
 
 
-# ---- settings: one table, read from the environment `make bench VAR=...` exports ----------------
-
-def count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError("expected a whole number, 1 or more")
-    return int(text)
-
-
-def counts(text: str) -> list[int]:
-    return [count(part.strip()) for part in text.split(",")]
-
-
-def rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not value > 0:
-        raise ValueError("expected requests per second (a number above 0) or inf")
-    return value
-
-
-def one_of(*choices: str) -> typing.Callable[[str], str]:
-    def check(text: str) -> str:
-        if text not in choices:
-            raise ValueError("expected one of " + ", ".join(choices))
-        return text
-    return check
-
-
-def text(value: str) -> str:
-    return value
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    variable: str
-    default: str
-    check: typing.Callable[[str], object]
-    help: str
-
-    def read(self, environ) -> object:
-        value = environ.get(self.variable, "")
-        value = value if value != "" else self.default
-        if value == "":
-            return None
-        try:
-            return self.check(value)
-        except ValueError as err:
-            raise BenchError(f"{self.variable}={value!r}: {err}") from None
-
-
-RESULTS_DIR = Setting("RESULTS_DIR", "results", text, "folder the results folders are written under")
-BENCH_SETTINGS = (
-    Setting("BENCH_DATASET", "sharegpt", one_of(*DATASETS),
-            "sharegpt (the seed's, downloaded from the Hub unless BENCH_DATASET_PATH), random-ids (offline: "
-            "random token ids, the model's tokenizer from the mounted cache), random"),
-    Setting("BENCH_DATASET_PATH", "", text, "a local ShareGPT JSON file (copied into the container)"),
-    Setting("BENCH_PROMPTS", "100", count, "requests per run"),
-    Setting("BENCH_RATE", "inf", rate, "requests per second (Poisson arrivals); inf sends them all at once"),
-    Setting("BENCH_CONCURRENCY", "", counts, "most requests in flight; a list (1,8,32) runs a sweep"),
-    Setting("BENCH_INPUT_LEN", "", count, "prompt tokens (random-ids, random)"),
-    Setting("BENCH_OUTPUT_LEN", "", count, "output tokens (random-ids, random; sharegpt: a fixed output length)"),
-    Setting("BENCH_TOKENIZER", "", text, "tokenizer folder or id (default: the served model's; in the container "
-            "with random-ids, from the mounted cache)"),
-    Setting("BENCH_CLIENT", "", text, "a command that runs bench_serving on this host, against the published "
-            "port (default: SGLang's own, inside the engine container)"),
-    Setting("BENCH_TARGET", "guard", one_of("guard", "engine"),
-            "guard (what clients get); engine is refused, and says why and what to run instead"),
-    Setting("BENCH_ARGS", "", text, "more bench_serving arguments, appended last"),
-    RESULTS_DIR,
-)
-
+# ---- settings: bundle/options.py's rows for make bench, read from the environment it exports -----
 
 @dataclasses.dataclass(frozen=True)
 class BenchSettings:
@@ -150,14 +77,13 @@ class BenchSettings:
 
     @classmethod
     def from_environ(cls, environ=None) -> "BenchSettings":
-        environ = os.environ if environ is None else environ
-        values = {s.variable: s.read(environ) for s in BENCH_SETTINGS}
-        settings = cls(dataset=values["BENCH_DATASET"], dataset_path=values["BENCH_DATASET_PATH"],
-                       prompts=values["BENCH_PROMPTS"], rate=values["BENCH_RATE"],
-                       concurrency=values["BENCH_CONCURRENCY"], input_len=values["BENCH_INPUT_LEN"],
-                       output_len=values["BENCH_OUTPUT_LEN"], tokenizer=values["BENCH_TOKENIZER"],
-                       client=values["BENCH_CLIENT"], target=values["BENCH_TARGET"],
-                       extra=shlex.split(values["BENCH_ARGS"] or ""), results_dir=Path(values["RESULTS_DIR"]))
+        values = options.read(options.BENCH, environ=environ)
+        settings = cls(dataset=values["bench_dataset"], dataset_path=values["bench_dataset_path"],
+                       prompts=values["bench_prompts"], rate=values["bench_rate"],
+                       concurrency=values["bench_concurrency"], input_len=values["bench_input_len"],
+                       output_len=values["bench_output_len"], tokenizer=values["bench_tokenizer"],
+                       client=values["bench_client"], target=values["bench_target"],
+                       extra=shlex.split(values["bench_args"] or ""), results_dir=Path(values["results_dir"]))
         settings.check()
         return settings
 
@@ -187,11 +113,6 @@ ENGINE_TARGET_REFUSED = (
     "exposing that key, so the bundle offers no way to. The nearest honest measure: make bench measures the "
     "guard and the engine together, and benchmarks/bench_guard.py measures what the guard alone adds per "
     "request and per streamed token (figures in docs/testing.md); subtract it from TTFT and ITL.")
-
-
-def settings_table() -> str:
-    rows = [f"  {s.variable:<20} {s.default or '(unset)':<10} {s.help}" for s in BENCH_SETTINGS]
-    return "make bench variables (with PORT= and OVERRIDE= of the deployment):\n" + "\n".join(rows)
 
 
 # ---- bench_serving's arguments -----------------------------------------------------------------
@@ -636,7 +557,8 @@ def run(environ=None) -> int:
 
 
 def bench_facts(settings: BenchSettings, commands: list, where: str) -> dict:
-    shown = {s.variable: os.environ.get(s.variable) or s.default for s in BENCH_SETTINGS}
+    shown = {o.variable: os.environ.get(o.variable) or o.shown(o.default) or ""
+             for o in options.for_command(options.BENCH)}
     return {"tool": BENCH_TOOL, "client": where, "settings": shown, "num_prompts": settings.prompts,
             "commands": [shlex.join(argv) for argv in commands]}
 
@@ -738,7 +660,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "settings":
-            print(settings_table())
+            print(options.command_listing(options.BENCH))
             return 0
         if args.command == "compare":
             return compare(args.results, args.chart)

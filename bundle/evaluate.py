@@ -3,7 +3,7 @@ kept like `make bench`'s results and compared with the seed's 0.935 and SGLang's
 (bundle/seed_figures.yaml).
 
     python -m bundle.evaluate run        make eval
-    python -m bundle.evaluate settings   the EVAL_* variables
+    python -m bundle.evaluate settings   the EVAL_* variables (bundle/options.py)
 
 The tool is `sglang.test.few_shot_gsm8k`, the seed's: the same prompts, shots and scoring as the
 seed's 0.935, so the ratio compares like with like. It is deprecated (for `sgl-eval`, which the
@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import re
 import shlex
 import sys
 from pathlib import Path
 
-from bundle import bench, render
-from bundle.bench import BenchError, Setting, count, text
+from bundle import bench, options, render
+from bundle.bench import BenchError
 
 RUNNER = render.ROOT / "tools" / "few_shot_gsm8k_with_key.py"
 TOOL = "sglang.test.few_shot_gsm8k"
@@ -39,18 +38,6 @@ REPORT = {"accuracy": re.compile(r"^Accuracy: ([0-9.]+)$", re.M),
           "invalid": re.compile(r"^Invalid: ([0-9.]+)$", re.M),
           "latency_s": re.compile(r"^Latency: ([0-9.]+) s$", re.M),
           "output_throughput": re.compile(r"^Output throughput: ([0-9.]+) token/s$", re.M)}
-
-EVAL_SETTINGS = (
-    Setting("EVAL_QUESTIONS", "200", count, "questions (the seed's 200)"),
-    Setting("EVAL_SHOTS", "5", count, "worked examples before each question (the seed's 5)"),
-    Setting("EVAL_DATA", "", text, "a local copy of GSM8K's test.jsonl (offline); default: downloaded from GitHub"),
-    Setting("EVAL_PARALLEL", "128", count, "questions in flight"),
-    Setting("EVAL_CLIENT", "", text, "a Python with SGLang on this host, e.g. python3, to run it here against "
-            "the published port (default: inside the engine container)"),
-    Setting("EVAL_ARGS", "", text, "more few_shot_gsm8k arguments, appended last"),
-    bench.RESULTS_DIR,
-)
-
 
 @dataclasses.dataclass(frozen=True)
 class EvalSettings:
@@ -64,14 +51,13 @@ class EvalSettings:
 
     @classmethod
     def from_environ(cls, environ=None) -> "EvalSettings":
-        environ = os.environ if environ is None else environ
-        values = {s.variable: s.read(environ) for s in EVAL_SETTINGS}
-        data = Path(values["EVAL_DATA"]) if values["EVAL_DATA"] else None
+        values = options.read(options.EVAL, environ=environ)
+        data = Path(values["eval_data"]) if values["eval_data"] else None
         if data and not data.is_file():
             raise BenchError(f"EVAL_DATA={data}: no such file (expected GSM8K's test.jsonl, one JSON question a line)")
-        return cls(questions=values["EVAL_QUESTIONS"], shots=values["EVAL_SHOTS"], data=data,
-                   parallel=values["EVAL_PARALLEL"], client=values["EVAL_CLIENT"],
-                   extra=shlex.split(values["EVAL_ARGS"] or ""), results_dir=Path(values["RESULTS_DIR"]))
+        return cls(questions=values["eval_questions"], shots=values["eval_shots"], data=data,
+                   parallel=values["eval_parallel"], client=values["eval_client"],
+                   extra=shlex.split(values["eval_args"] or ""), results_dir=Path(values["results_dir"]))
 
 
 def tool_args(settings: EvalSettings, data_path: str | None) -> list[str]:
@@ -194,7 +180,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "settings":
-            print("\n".join(f"  {s.variable:<16} {s.default or '(unset)':<10} {s.help}" for s in EVAL_SETTINGS))
+            print(options.command_listing(options.EVAL))
             return 0
         return run()
     except (BenchError, render.RenderError) as err:

@@ -9,9 +9,10 @@ every rendered file and `make options`. The other tools read theirs through the 
 (`read_one`): make doctor (ONLINE, HF_CACHE), make download (HF_CACHE), make k8s (NODES), make hosts
 (INVENTORY, OUT), the monitoring URLs (PROMETHEUS_PORT, GRAFANA_PORT); and the variables the
 rendered compose file itself reads at `docker compose up` time (RESTART_POLICY, HEALTHCHECK_*,
-HF_CACHE, ...) are declared here too, so that `make options` lists them all. Bench's and eval's
-(BENCH_*, EVAL_*, RESULTS_DIR) have their own table in bundle/bench.py and bundle/evaluate.py
-(`make bench-settings`).
+HF_CACHE, ...) are declared here too, so that `make options` lists them all; so are make bench's and
+make eval's (BENCH_*, EVAL_*, RESULTS_DIR: bundle/bench.py and bundle/evaluate.py read them with
+`read`, and `make bench-settings` lists just those with the same listing code). The container's own
+BUNDLE_* settings are launcher/settings.py's: that table ships in the image, standard library only.
 
     python -m bundle.options        the table, as `make options` prints it
 """
@@ -94,6 +95,28 @@ def absolute_folder(value: str) -> str:
     return value
 
 
+def counts(value: str) -> list[int]:
+    return [count(part.strip()) for part in value.split(",")]
+
+
+def rate(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = 0.0
+    if not number > 0:
+        raise ValueError("expected requests per second (a number above 0) or inf")
+    return number
+
+
+def one_of(*choices: str) -> typing.Callable[[str], str]:
+    def check(value: str) -> str:
+        if value not in choices:
+            raise ValueError("expected one of " + ", ".join(choices))
+        return value
+    return check
+
+
 def seconds(value: str) -> float:
     try:
         number = float(value)
@@ -108,6 +131,7 @@ def seconds(value: str) -> float:
 
 RENDER, DEPLOY, EXPLAIN = "render", "deploy", "explain"
 K8S, HOSTS, DOCTOR, DOWNLOAD = "k8s", "hosts", "doctor", "download"
+BENCH, EVAL = "bench", "eval"
 UP = "compose up"     # read by the rendered compose file itself, from the environment or a .env beside it
 # The commands whose tools take a flag for each of their variables (make hosts reads positional
 # arguments, the compose file none).
@@ -253,6 +277,49 @@ OPTIONS = (
     Option("GRAFANA_PORT", int, port, "host port of Grafana, on 127.0.0.1 (MONITORING=1); make deploy's "
            "message shows it", commands=(UP,), param=False, default_from=("monitoring", "grafana", "host_port"),
            value_name="3001"),
+    # make bench's and make eval's, from the environment only (bundle/bench.py, bundle/evaluate.py).
+    Option("BENCH_DATASET", str, one_of("sharegpt", "random-ids", "random"),
+           "sharegpt (the seed's, downloaded from the Hub unless BENCH_DATASET_PATH), random-ids (offline: "
+           "random token ids, the model's tokenizer from the mounted cache), random", default="sharegpt",
+           commands=(BENCH,), param=False, value_name="random-ids"),
+    Option("BENCH_DATASET_PATH", str, text, "a local ShareGPT JSON file (copied into the container)",
+           commands=(BENCH,), param=False, value_name="sharegpt.json"),
+    Option("BENCH_PROMPTS", int, count, "requests per run", default=100, commands=(BENCH,), param=False,
+           value_name="20"),
+    Option("BENCH_RATE", float, rate, "requests per second (Poisson arrivals); inf sends them all at once",
+           default=float("inf"), commands=(BENCH,), param=False, value_name="4"),
+    Option("BENCH_CONCURRENCY", list, counts, "most requests in flight; a list (1,8,32) runs a sweep",
+           commands=(BENCH,), param=False, value_name="1,8,32"),
+    Option("BENCH_INPUT_LEN", int, count, "prompt tokens (random-ids, random)", commands=(BENCH,), param=False,
+           value_name="1024"),
+    Option("BENCH_OUTPUT_LEN", int, count, "output tokens (random-ids, random; sharegpt: a fixed output length)",
+           commands=(BENCH,), param=False, value_name="256"),
+    Option("BENCH_TOKENIZER", str, text, "tokenizer folder or id (default: the served model's; in the container "
+           "with random-ids, from the mounted cache)", commands=(BENCH,), param=False,
+           value_name="/models/tokenizer"),
+    Option("BENCH_CLIENT", str, text, "a command that runs bench_serving on this host, against the published "
+           "port (default: SGLang's own, inside the engine container)", commands=(BENCH,), param=False,
+           value_name="python3 -m sglang.bench_serving"),
+    Option("BENCH_TARGET", str, one_of("guard", "engine"),
+           "guard (what clients get); engine is refused, and says why and what to run instead", default="guard",
+           commands=(BENCH,), param=False),
+    Option("BENCH_ARGS", str, text, "more bench_serving arguments, appended last", commands=(BENCH,), param=False,
+           value_name="--seed 7"),
+    Option("EVAL_QUESTIONS", int, count, "questions (the seed's 200)", default=200, commands=(EVAL,), param=False,
+           value_name="50"),
+    Option("EVAL_SHOTS", int, count, "worked examples before each question (the seed's 5)", default=5,
+           commands=(EVAL,), param=False, value_name="8"),
+    Option("EVAL_DATA", str, text, "a local copy of GSM8K's test.jsonl (offline); default: downloaded from GitHub",
+           commands=(EVAL,), param=False, value_name="test.jsonl"),
+    Option("EVAL_PARALLEL", int, count, "questions in flight", default=128, commands=(EVAL,), param=False,
+           value_name="32"),
+    Option("EVAL_CLIENT", str, text, "a Python with SGLang on this host, e.g. python3, to run it here against "
+           "the published port (default: inside the engine container)", commands=(EVAL,), param=False,
+           value_name="python3"),
+    Option("EVAL_ARGS", str, text, "more few_shot_gsm8k arguments, appended last", commands=(EVAL,), param=False,
+           value_name="--max-new-tokens 256"),
+    Option("RESULTS_DIR", str, text, "folder the results folders are written under", default="results",
+           commands=(BENCH, EVAL), param=False, value_name="/data/results"),
 )
 BY_VARIABLE = {option.variable: option for option in OPTIONS}
 PARAMS = tuple(option for option in OPTIONS if option.param)
@@ -354,22 +421,29 @@ environment, where the tools read them; a tool's flag overrides its variable). "
 targets that read it (* where it is required; make doctor and make download also read make deploy's);
 "compose up": the rendered compose file reads it at `docker compose up` time, from the environment or
 a .env file beside it. "default": what applies when it is unset ("-": nothing, or see the meaning);
-"e.g.": an example value, not a default. BENCH_*, EVAL_*, RESULTS_DIR: `make bench-settings`."""
+"e.g.": an example value, not a default. `make bench-settings` lists only make bench's and make eval's."""
 COLUMNS = ("variable", "flag", "used by", "default", "e.g.", "meaning")
 
 
-def rows() -> list[tuple]:
+def rows(table: tuple = OPTIONS) -> list[tuple]:
     return [(option.variable, option.option if option.has_flag else "-", "/".join(_used_by(option)),
-             option.shown_default(), option.value_name or "-", option.help) for option in OPTIONS]
+             option.shown_default(), option.value_name or "-", option.help) for option in table]
 
 
-def listing() -> str:
-    """`make options`: one line per variable, in columns as wide as their widest entry."""
-    table = [COLUMNS, *rows()]
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS) - 1)]
+def listing(table: tuple = OPTIONS, head: str = LISTING_HEAD) -> str:
+    """`make options` (and `make bench-settings`, for their commands' rows): one line per variable, in
+    columns as wide as their widest entry."""
+    cells = [COLUMNS, *rows(table)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS) - 1)]
     lines = ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[-1]
-             for row in table]
-    return LISTING_HEAD + "\n\n" + "\n".join(line.rstrip() for line in lines)
+             for row in cells]
+    return head + "\n\n" + "\n".join(line.rstrip() for line in lines)
+
+
+def command_listing(command: str) -> str:
+    """The listing of one tool's variables (make bench's, make eval's)."""
+    return listing(for_command(command),
+                   f"make {command} variables (with PORT= and OVERRIDE= of the deployment), from the environment:")
 
 
 def markdown_table() -> str:

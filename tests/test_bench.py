@@ -312,13 +312,51 @@ def test_load_shapes_become_bench_serving_arguments(tmp_path):
     ({"BENCH_RATE": "-1"}, "BENCH_RATE='-1': expected requests per second"),
     ({"BENCH_CONCURRENCY": "8,x"}, "BENCH_CONCURRENCY='8,x': expected a whole number"),
     ({"BENCH_DATASET": "mmlu"}, "BENCH_DATASET='mmlu': expected one of sharegpt, random-ids, random"),
+    ({"BENCH_TARGET": "mine"}, "BENCH_TARGET='mine': expected one of guard, engine"),
+])
+def test_bad_values_are_refused_by_the_options_table_like_a_bad_port(environ, message):
+    """The same check and the same error as PORT='80o0' (bundle/options.py's Option.read)."""
+    with pytest.raises(render.RenderError, match="^" + re.escape(message)):
+        BenchSettings.from_environ(environ)
+
+
+@pytest.mark.parametrize("environ, message", [
     ({"BENCH_INPUT_LEN": "64"}, "BENCH_INPUT_LEN applies to BENCH_DATASET=random-ids or random"),
     ({"BENCH_DATASET_PATH": "/nonexistent/sg.json"}, "BENCH_DATASET_PATH=/nonexistent/sg.json: no such file"),
     ({"BENCH_TARGET": "engine"}, "the engine answers only its per-start key"),
 ])
-def test_bad_settings_name_the_variable_and_what_was_expected(environ, message):
+def test_settings_that_cannot_work_together_name_the_variable(environ, message):
     with pytest.raises(BenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
         BenchSettings.from_environ(environ)
+
+
+def docker_recorder(tmp_path) -> dict:
+    """An environment whose `docker` only writes down that it was called."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path / 'docker-calls'}\nexit 1\n")
+    (bin_dir / "docker").chmod(0o755)
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "EVAL_", "PORT"))},
+            "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+
+
+@pytest.mark.parametrize("tool, variable, value, message", [
+    ("bench", "BENCH_PROMPTS", "many", "bench: BENCH_PROMPTS='many': expected a whole number, 1 or more"),
+    ("bench", "BENCH_RATE", "0", "bench: BENCH_RATE='0': expected requests per second (a number above 0) or inf"),
+    ("bench", "PORT", "80o0", "bench: PORT='80o0': expected 1-65535"),
+    ("evaluate", "EVAL_SHOTS", "five", "eval: EVAL_SHOTS='five': expected a whole number, 1 or more"),
+    ("evaluate", "EVAL_PARALLEL", "0", "eval: EVAL_PARALLEL='0': expected a whole number, 1 or more"),
+    ("evaluate", "PORT", "0", "eval: PORT='0': expected 1-65535"),
+])
+def test_make_bench_and_eval_refuse_a_bad_variable_by_name_before_docker(tmp_path, tool, variable, value, message):
+    """A bad BENCH_*/EVAL_* value reads like a bad PORT=: the variable, its value, what was expected; and
+    nothing asks Docker for the deployment first."""
+    env = {**docker_recorder(tmp_path), variable: value}
+    result = subprocess.run([sys.executable, "-m", f"bundle.{tool}", "run"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert result.stderr.strip() == message
+    assert not (tmp_path / "docker-calls").exists()
 
 
 def test_the_engine_target_points_at_the_nearest_honest_measure():
@@ -334,7 +372,7 @@ def test_eval_settings(tmp_path):
     assert evaluate.tool_args(settings, None) == ["--num-questions", "200", "--num-shots", "5", "--parallel", "128"]
     with pytest.raises(BenchError, match="EVAL_DATA=/nonexistent.jsonl: no such file"):
         evaluate.EvalSettings.from_environ({"EVAL_DATA": "/nonexistent.jsonl"})
-    with pytest.raises(BenchError, match="EVAL_QUESTIONS='many'"):
+    with pytest.raises(render.RenderError, match="^EVAL_QUESTIONS='many': expected a whole number, 1 or more$"):
         evaluate.EvalSettings.from_environ({"EVAL_QUESTIONS": "many"})
 
 
