@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from bundle import deploy, options, render
+from bundle import deploy, errors, options, render
 from launcher import sglang_flags
 from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.settings import ConfigError
@@ -89,12 +89,12 @@ class BenchSettings:
 
     def check(self) -> None:
         if self.target == "engine":
-            raise BenchError(ENGINE_TARGET_REFUSED)
+            raise render.RenderError(ENGINE_TARGET_REFUSED)
         if self.dataset == "sharegpt" and self.input_len:
-            raise BenchError("BENCH_INPUT_LEN applies to BENCH_DATASET=random-ids or random; ShareGPT prompts "
+            raise render.RenderError("BENCH_INPUT_LEN applies to BENCH_DATASET=random-ids or random; ShareGPT prompts "
                              "keep their own lengths")
         if self.dataset_path and not Path(self.dataset_path).is_file():
-            raise BenchError(f"BENCH_DATASET_PATH={self.dataset_path}: no such file (expected a ShareGPT JSON file)")
+            raise render.RenderError(f"BENCH_DATASET_PATH={self.dataset_path}: no such file (expected a ShareGPT JSON file)")
 
     @property
     def offline(self) -> bool:
@@ -322,10 +322,10 @@ def read_runs(path: Path) -> list[dict]:
     path = Path(path)
     file = path / "bench_serving.jsonl" if path.is_dir() else path
     if not file.is_file():
-        raise BenchError(f"{path}: expected a results folder holding bench_serving.jsonl, or such a file")
+        raise render.RenderError(f"{path}: expected a results folder holding bench_serving.jsonl, or such a file")
     runs = [json.loads(line) for line in file.read_text().splitlines() if line.strip()]
     if not runs:
-        raise BenchError(f"{file}: no runs in it")
+        raise render.RenderError(f"{file}: no runs in it")
     return runs
 
 
@@ -637,7 +637,7 @@ def draw_chart(cols: list[dict], seed: dict, out: Path) -> None:
 
 def compare(paths: list, chart: Path | None) -> int:
     if not paths:
-        raise BenchError("RESULTS= is empty: give results folders (or bench_serving.jsonl files), "
+        raise render.RenderError("RESULTS= is empty: give results folders (or bench_serving.jsonl files), "
                          "e.g. make bench-compare RESULTS=\"results/a results/b\"")
     cols = columns(paths)
     seed = load_seed()["bench"]
@@ -667,7 +667,7 @@ def main(argv=None) -> int:
         return run()
     except (BenchError, render.RenderError) as err:
         print(f"bench: {err}", file=sys.stderr)
-        return 1
+        return errors.status(err)
 
 
 if __name__ == "__main__":

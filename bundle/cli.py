@@ -24,8 +24,10 @@ import signal
 import sys
 import typing
 
-SIGPIPE_STATUS = 128 + getattr(signal, "SIGPIPE", 13)
-SIGINT_STATUS = 128 + signal.SIGINT
+from bundle import errors
+
+SIGPIPE_STATUS = errors.READER_GONE
+SIGINT_STATUS = errors.INTERRUPTED
 
 
 def _reader_gone(stream) -> bool:

@@ -35,7 +35,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bundle import doctor, monitoring, render
+from bundle import doctor, errors, monitoring, render
 from bundle.errors import API_KEY_HINT
 from bundle import options  # noqa: E402
 from launcher.settings import EXIT_CONFIG_ERROR
@@ -322,7 +322,7 @@ def main(argv=None) -> int:
         wrap_up(params, data, deployment)
     except (render.RenderError, DeployError) as err:
         print(f"deploy: {err}", file=sys.stderr)
-        return 1
+        return errors.status(err)
     return 0
 
 
@@ -336,7 +336,7 @@ def manage(command: str, args: list[str]) -> int:
         found = locate(data, port, [Path(o).resolve() for o in chosen["override"]])
     except (render.RenderError, DeployError) as err:
         print(f"deploy: {err}", file=sys.stderr)
-        return 1
+        return errors.status(err)
     if command == "compose":
         argv = found.compose(*args)
         print(shlex.join(argv), flush=True)

@@ -33,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bundle import download, options, render
+from bundle import download, errors, options, render
 from bundle.errors import RenderError
 from launcher import memory
 from launcher.gpus import NVIDIA_FIELDS, NVIDIA_QUERY, Gpu, parse_amd_smi_json, parse_nvidia_smi_csv, required_driver
@@ -566,8 +566,8 @@ def main(argv=None) -> int:
         download.hf_cache(data, environ)   # HF_CACHE= checked here, before any check runs
     except RenderError as err:
         print(f"doctor: {err}", file=sys.stderr)
-        return 2
-    return 0 if report(check_host(data, chosen, environ, online)) else 1
+        return errors.USAGE
+    return 0 if report(check_host(data, chosen, environ, online)) else errors.FAILED
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from bundle import options, render
+from bundle import errors, options, render
 from bundle.errors import RenderError
 
 # Read by docker compose at `up` time too (`${HF_CACHE:-<hf_cache_default>}` in the template).
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
             print(f"    {folder}", flush=True)
     except (RenderError, DownloadError) as err:
         print(f"download: {err}", file=sys.stderr)
-        return 1
+        return errors.status(err)
     print(f"==> done. The deployment can now start without the Hub: HF_HUB_OFFLINE=1 in ENV_FILE= "
           f"(or copy {hf_cache(data, environ)} to the serving host and point HF_CACHE= at it)")
     return 0

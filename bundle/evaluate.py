@@ -27,7 +27,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bundle import bench, options, render
+from bundle import bench, errors, options, render
 from bundle.bench import BenchError
 
 RUNNER = render.ROOT / "tools" / "few_shot_gsm8k_with_key.py"
@@ -54,7 +54,7 @@ class EvalSettings:
         values = options.read(options.EVAL, environ=environ)
         data = Path(values["eval_data"]) if values["eval_data"] else None
         if data and not data.is_file():
-            raise BenchError(f"EVAL_DATA={data}: no such file (expected GSM8K's test.jsonl, one JSON question a line)")
+            raise render.RenderError(f"EVAL_DATA={data}: no such file (expected GSM8K's test.jsonl, one JSON question a line)")
         return cls(questions=values["eval_questions"], shots=values["eval_shots"], data=data,
                    parallel=values["eval_parallel"], client=values["eval_client"],
                    extra=shlex.split(values["eval_args"] or ""), results_dir=Path(values["results_dir"]))
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
         return run()
     except (BenchError, render.RenderError) as err:
         print(f"eval: {err}", file=sys.stderr)
-        return 1
+        return errors.status(err)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from bundle import render, schema
+from bundle import errors, render, schema
 from bundle.errors import API_KEY_HINT, HF_TOKEN_HINT, RenderError
 from launcher import sglang_flags
 from launcher.command import DEFAULT_FLAGS, build_config
@@ -220,12 +220,12 @@ def main(argv=None) -> int:
     if not inventory or not out:
         print("hosts: needs INVENTORY= (an inventory file, see inventory.example.yml) and OUT= (a folder)",
               file=sys.stderr)
-        return 2
+        return errors.USAGE
     try:
         written = write(Path(inventory), Path(out))
     except RenderError as err:
         print(f"hosts: {err}", file=sys.stderr)
-        return 2
+        return errors.USAGE
     for path in written:
         print(f"wrote {path.parent}/: copy the folder to {path.parent.name} (it holds the build files and its "
               f"secrets), then run `docker compose up -d` in it there")

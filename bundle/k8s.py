@@ -39,7 +39,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from bundle import options, render
+from bundle import errors, options, render
 from bundle.errors import RenderError
 from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.settings import BUNDLE_SETTINGS, ConfigError
@@ -440,7 +440,7 @@ def main(argv=None) -> int:
             problems = validate_objects(load_objects(args.paths))
             for problem in problems:
                 print(f"k8s: {problem}", file=sys.stderr)
-            return 1 if problems else 0
+            return errors.FAILED if problems else 0
         data = render.load_data()
         if args.command == "tree":
             for path in write_tree(data, args.out):
@@ -458,7 +458,7 @@ def main(argv=None) -> int:
               f"{shape.gpus_per_pod} GPUs per pod; kubectl apply -f {out}")
     except RenderError as err:
         print(f"k8s: {err}", file=sys.stderr)
-        return 2
+        return errors.USAGE
     return 0
 
 

@@ -12,7 +12,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from bundle import options, render
+from bundle import errors, options, render
 
 KEY_BYTES = 32              # 256 random bits, as urlsafe base64
 KEY_PREFIX = "sk-"          # what OpenAI clients and their users expect a key to look like
@@ -35,17 +35,21 @@ def create(path: Path) -> None:
 def main(argv=None, environ=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     environ = os.environ if environ is None else environ
-    chosen = argv[0] if argv else options.BY_VARIABLE["API_KEY_FILE"].read(environ.get("API_KEY_FILE"))
-    path = Path(chosen) if chosen else default_path(render.load_data())
+    try:
+        chosen = argv[0] if argv else options.BY_VARIABLE["API_KEY_FILE"].read(environ.get("API_KEY_FILE"))
+        path = Path(chosen) if chosen else default_path(render.load_data())
+    except errors.RenderError as err:
+        print(f"api-key: {err}", file=sys.stderr)
+        return errors.USAGE
     try:
         create(path)
     except FileExistsError:
         print(f"api-key: {path} already holds a key; to rotate it, remove the file first "
               "(then restart or re-render what reads it)", file=sys.stderr)
-        return 1
+        return errors.FAILED
     except OSError as err:
         print(f"api-key: cannot write {path}: {err.strerror}", file=sys.stderr)
-        return 1
+        return errors.FAILED
     print(f"wrote a new API key to {path} (mode 600); clients send it as "
           f"`Authorization: Bearer $(cat {path})`; deployments read it with API_KEY_FILE={path}")
     return 0

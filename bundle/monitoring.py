@@ -27,6 +27,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from bundle import errors
 from bundle.errors import RenderError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -404,7 +405,7 @@ def main(argv=None) -> int:
         files = generated_files()
     except RenderError as err:
         print(f"monitoring: {err}", file=sys.stderr)
-        return 1
+        return errors.USAGE
     if args.command == "generate":
         for path, text in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -414,7 +415,7 @@ def main(argv=None) -> int:
         stale = [_shown(path) for path, text in files.items() if not path.is_file() or path.read_text() != text]
         if stale:
             print(f"monitoring: out of date, run `{GENERATE_COMMAND}`: {', '.join(stale)}", file=sys.stderr)
-            return 1
+            return errors.FAILED
     else:
         for expr in dashboard_expressions(json.loads(files[DASHBOARD_FILE])):
             print(expr)

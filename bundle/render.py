@@ -33,7 +33,7 @@ from launcher import memory, sglang_flags  # the container's own rules, one sour
 from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.gpus import NVIDIA_QUERY, parse_nvidia_smi_csv
 from launcher.settings import BundleSettings, ConfigError
-from bundle import options, schema  # noqa: E402
+from bundle import errors, options, schema  # noqa: E402
 from bundle.errors import API_KEY_HINT, RenderError  # noqa: E402,F401  (render.RenderError, as the callers know it)
 from bundle.options import Params  # noqa: E402,F401
 
@@ -519,7 +519,7 @@ def main(argv=None) -> int:
                   render_command(chosen["hardware"], chosen["preset"], str(chosen["out"]), params))
     except RenderError as err:
         print(f"render: {err}", file=sys.stderr)
-        return 2
+        return errors.status(err)
     return 0
 
 

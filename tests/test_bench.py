@@ -220,9 +220,9 @@ def test_compare_columns_stay_aligned_with_short_and_long_labels(tmp_path):
 
 
 def test_compare_without_results_or_with_a_wrong_path_says_what_it_expects(tmp_path):
-    with pytest.raises(BenchError, match="RESULTS= is empty"):
+    with pytest.raises(render.RenderError, match="RESULTS= is empty"):
         bench.compare([], None)
-    with pytest.raises(BenchError, match="expected a results folder holding bench_serving.jsonl"):
+    with pytest.raises(render.RenderError, match="expected a results folder holding bench_serving.jsonl"):
         bench.columns([tmp_path])
 
 
@@ -326,7 +326,7 @@ def test_bad_values_are_refused_by_the_options_table_like_a_bad_port(environ, me
     ({"BENCH_TARGET": "engine"}, "the engine answers only its per-start key"),
 ])
 def test_settings_that_cannot_work_together_name_the_variable(environ, message):
-    with pytest.raises(BenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(render.RenderError, match=message.replace("(", r"\(").replace(")", r"\)")):
         BenchSettings.from_environ(environ)
 
 
@@ -360,7 +360,7 @@ def test_make_bench_and_eval_refuse_a_bad_variable_by_name_before_docker(tmp_pat
 
 
 def test_the_engine_target_points_at_the_nearest_honest_measure():
-    with pytest.raises(BenchError) as refused:
+    with pytest.raises(render.RenderError) as refused:
         BenchSettings.from_environ({"BENCH_TARGET": "engine"})
     assert "docs/security.md" in str(refused.value) and "benchmarks/bench_guard.py" in str(refused.value)
     assert (ROOT / "benchmarks" / "bench_guard.py").is_file() and (ROOT / "docs" / "security.md").is_file()
@@ -370,7 +370,7 @@ def test_eval_settings(tmp_path):
     settings = evaluate.EvalSettings.from_environ({})
     assert (settings.questions, settings.shots, settings.data, settings.client) == (200, 5, None, None)
     assert evaluate.tool_args(settings, None) == ["--num-questions", "200", "--num-shots", "5", "--parallel", "128"]
-    with pytest.raises(BenchError, match="EVAL_DATA=/nonexistent.jsonl: no such file"):
+    with pytest.raises(render.RenderError, match="EVAL_DATA=/nonexistent.jsonl: no such file"):
         evaluate.EvalSettings.from_environ({"EVAL_DATA": "/nonexistent.jsonl"})
     with pytest.raises(render.RenderError, match="^EVAL_QUESTIONS='many': expected a whole number, 1 or more$"):
         evaluate.EvalSettings.from_environ({"EVAL_QUESTIONS": "many"})

@@ -271,7 +271,7 @@ except IncompleteSnapshotError as err:
 def test_a_relative_cache_folder_is_refused_naming_the_variable(tmp_path, hub):
     fake = hub()
     result = download(setup(tmp_path, fake, HF_CACHE="data/hf"))
-    assert result.returncode == 1
+    assert result.returncode == 2   # a bad variable (docs/internals.md#exit-statuses)
     assert "HF_CACHE='data/hf': expected an absolute folder" in result.stderr
     assert fake.requests == []
 
