@@ -107,7 +107,11 @@ routes: ## regenerate launcher/sglang_routes.json, the guard's admin routes, fro
 monitoring: | $(PY) ## regenerate the Grafana dashboard, alert rules and data source from monitoring/queries.yaml
 	$(PY) -m bundle.monitoring generate
 
-generate: catalogue routes compose-file readme k8s-tree monitoring ## everything generated (CI checks a fresh run changes nothing)
+.PHONY: dockerfiles
+dockerfiles: | $(PY) ## regenerate Dockerfile and Dockerfile.gateway from presets/*.yaml and templates/
+	$(PY) -m bundle.dockerfiles
+
+generate: catalogue routes compose-file readme k8s-tree monitoring dockerfiles ## everything generated (CI checks a fresh run changes nothing)
 
 provision: ## developers/CI: Docker engine, Compose v2, test venv, local test images (no registry)
 	bash .ci/provision

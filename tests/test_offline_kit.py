@@ -126,8 +126,8 @@ def test_a_base_image_whose_python_or_glibc_is_unknown_is_refused_with_the_fix()
 
 
 def test_the_gateway_build_reads_the_kits_folder_in_the_checkout():
-    """Dockerfile.gateway and .dockerignore name the kit's gateway wheels where the tool writes them."""
+    """.dockerignore lets the kit's gateway wheels into the build context, where the tool writes them
+    (Dockerfile.gateway is generated with the same folder: bundle/dockerfiles.py)."""
     folder = f"{offline_kit.DEFAULT_KIT}/{offline_kit.GATEWAY_WHEELS}"
-    assert f"COPY launcher/__init__.py {folder}/*.whl /tmp/smg-wheels/" in (ROOT / "Dockerfile.gateway").read_text()
     assert f"!{folder}/" in (ROOT / ".dockerignore").read_text().splitlines()
     assert "KIT ?= offline-kit" in (ROOT / "Makefile").read_text()
