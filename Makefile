@@ -111,7 +111,11 @@ monitoring: | $(PY) ## regenerate the Grafana dashboard, alert rules and data so
 dockerfiles: | $(PY) ## regenerate Dockerfile and Dockerfile.gateway from presets/*.yaml and templates/
 	$(PY) -m bundle.dockerfiles
 
-generate: catalogue routes compose-file readme k8s-tree monitoring dockerfiles ## everything generated (CI checks a fresh run changes nothing)
+.PHONY: schemas
+schemas: | $(PY) ## regenerate schemas/*.schema.json, every data file's JSON Schema for editors, from bundle/schema.py
+	$(PY) -m bundle.schema export
+
+generate: catalogue routes compose-file readme k8s-tree monitoring dockerfiles schemas ## everything generated (CI checks a fresh run changes nothing)
 
 provision: ## developers/CI: Docker engine, Compose v2, test venv, local test images (no registry)
 	bash .ci/provision

@@ -28,6 +28,7 @@ import jinja2
 import yaml
 
 from bundle import errors
+from bundle import schema
 from bundle.errors import RenderError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,16 +58,6 @@ PROMETHEUS_CONFIG_IN_CONTAINER = "/etc/prometheus/prometheus.yml"
 RULES_IN_CONTAINER = "/etc/prometheus/rules.yml"
 GRAFANA_DASHBOARDS_IN_CONTAINER = "/etc/grafana/dashboards"   # monitoring/grafana/provisioning/dashboards/bundle.yml
 
-DATA_KEYS = {"prometheus": dict, "grafana": dict, "jobs": dict}
-SECTION_KEYS = {
-    "prometheus": {"image": str, "port": int, "host_port": int, "scrape_interval": str,
-                   "evaluation_interval": str, "retention": str},
-    "grafana": {"image": str, "port": int, "host_port": int, "datasource_uid": str, "dashboard_uid": str},
-    "jobs": {"engine": dict, "gateway": dict, "prometheus": dict},
-}
-JOB_KEYS = {"name": str, "metrics_path": str}
-
-
 def _shown(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(ROOT))
@@ -74,76 +65,30 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def _read_yaml(path: Path) -> dict:
+def _read_checked(path: Path, record) -> dict:
+    """The file's YAML, checked against its record in bundle/schema.py (SchemaError names each problem)."""
     try:
         value = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise RenderError(f"{_shown(path)}: {err}") from None
-    if not isinstance(value, dict):
-        raise RenderError(f"{_shown(path)}: expected a mapping at the top level")
+    schema.check_record(value, record, _shown(path), {})
     return value
 
 
-def _check_keys(where: str, value, expected: dict) -> None:
-    if not isinstance(value, dict):
-        raise RenderError(f"{where}: expected a mapping with {', '.join(expected)}")
-    for key, kind in expected.items():
-        if key not in value:
-            raise RenderError(f"{where}.{key} is missing")
-        if not isinstance(value[key], kind) or (kind is int and isinstance(value[key], bool)):
-            raise RenderError(f"{where}.{key}={value[key]!r}: expected {kind.__name__}")
-    unknown = set(value) - set(expected)
-    if unknown:
-        raise RenderError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(expected)}")
-
-
 def load_data(path: Path = DATA_FILE) -> dict:
-    """presets/monitoring.yaml, checked: every key present with its type, none unknown."""
-    data = _read_yaml(path)
-    _check_keys(_shown(path), data, DATA_KEYS)
-    for section, keys in SECTION_KEYS.items():
-        _check_keys(f"{_shown(path)}: {section}", data[section], keys)
-    for section in ("prometheus", "grafana"):
-        if ":" not in data[section]["image"].rsplit("/", 1)[-1]:
-            raise RenderError(f"{_shown(path)}: {section}.image={data[section]['image']!r}: expected an "
-                              "image pinned by tag, repository:tag")
-    for job in SECTION_KEYS["jobs"]:
-        _check_keys(f"{_shown(path)}: jobs.{job}", data["jobs"][job], JOB_KEYS)
-    return data
+    """presets/monitoring.yaml, checked against bundle/schema.py's MonitoringFile."""
+    return _read_checked(path, schema.MonitoringFile)
 
 
 # The dashboard's rows: queries.yaml's panel list of each, in this order, and the row's title.
 ROWS = (("panels", "Engines"), ("gateway_panels", "Gateway (REPLICAS= > 1; empty without one)"))
-ALERT_KEYS = ("name", "expr", "for", "severity", "summary", "description")
 PLACEHOLDER = re.compile(r"\$\{([a-z_]+)\}")
 
 
-def _check_panels(where: str, panels, key: str) -> None:
-    if not isinstance(panels, list):
-        raise RenderError(f"{where}: dashboard.{key} must be a list of panels")
-    for number, panel in enumerate(panels):
-        if not isinstance(panel, dict) or not panel.get("title") or not panel.get("queries"):
-            raise RenderError(f"{where}: dashboard.{key}[{number}] needs a title and queries")
-        for query in panel["queries"]:
-            if not isinstance(query, dict) or not query.get("expr") or "legend" not in query:
-                raise RenderError(f"{where}: dashboard.{key}[{number}] ({panel['title']}): every query "
-                                  "needs expr and legend")
-
-
 def load_queries(path: Path = QUERIES_FILE) -> dict:
-    """monitoring/queries.yaml: the dashboard's panels (one list per row) and the alert rules."""
-    queries = _read_yaml(path)
-    where = _shown(path)
-    dashboard_spec = queries.get("dashboard") or {}
-    if not dashboard_spec.get("panels"):
-        raise RenderError(f"{where}: dashboard.panels is missing or empty")
-    for key, _ in ROWS:
-        _check_panels(where, dashboard_spec.get(key, []), key)
-    for number, alert in enumerate(queries.get("alerts") or ()):
-        missing = [key for key in ALERT_KEYS if not alert.get(key)]
-        if missing:
-            raise RenderError(f"{where}: alerts[{number}] lacks {', '.join(missing)}")
-    return queries
+    """monitoring/queries.yaml (the dashboard's panels, one list per row, and the alert rules),
+    checked against bundle/schema.py's QueriesFile."""
+    return _read_checked(path, schema.QueriesFile)
 
 
 def rule_parameters(deployment_data: dict | None = None) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""The schema of presets/hardware.yaml, presets/presets.yaml and presets/container.yaml.
+"""The schema of every data file: presets/*.yaml, monitoring/queries.yaml and inventories (DATA_FILES).
 
 One dataclass per kind of mapping in the files: each field is a key, its annotation the type of
 its value, no default = required, `metadata` its help and what it refers to. `validate` checks the
@@ -9,18 +9,29 @@ types and dangling references with the file, the path and the closest valid name
 
 The data stays plain dicts (what the template, the tests and the tools index); these classes are
 its declaration, never instantiated.
+
+    python -m bundle.schema                   every file's keys: type, required, help
+    python -m bundle.schema export [--out D]  schemas/<file>.schema.json (JSON Schema 2020-12) for
+                                              editors (`make schemas`); the checks JSON Schema can
+                                              express (JSON_KEYWORDS) become its keywords, the rest
+                                              are named in each schema's description
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import difflib
 import ipaddress
+import json
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Literal, Optional, Union
 
 from bundle.errors import RenderError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 VERSION_PLACEHOLDER = "{sglang_version}"
@@ -31,11 +42,17 @@ class SchemaError(RenderError):
     """Preset data that does not match the schema; one line per problem."""
 
 
-def key(help: str, *, ref: str | None = None, keys: str | None = None, check=None, optional: bool = False):
+def key(help: str, *, ref: str | None = None, keys: str | None = None, check=None, optional: bool = False,
+        name: str | None = None):
     """A key of a mapping. ref: its value names an entry of that collection (REFERENCES); keys: the
-    keys of its mapping value do; check: value -> problem or None."""
-    metadata = {"help": help, "ref": ref, "keys": keys, "check": check}
+    keys of its mapping value do; check: value -> problem or None; name: the key in the file when
+    it cannot be the field's (`for`, a Python keyword)."""
+    metadata = {"help": help, "ref": ref, "keys": keys, "check": check, "name": name}
     return dataclasses.field(default=None if optional else dataclasses.MISSING, metadata=metadata)
+
+
+def _key_name(field: dataclasses.Field) -> str:
+    return field.metadata.get("name") or field.name
 
 
 record = dataclasses.dataclass(frozen=True, kw_only=True)
@@ -73,6 +90,10 @@ def _not_empty(value) -> str | None:
     return None if value else "empty: expected at least one entry"
 
 
+def _text(value: str) -> str | None:
+    return None if value else "empty: expected text"
+
+
 # RFC 1123 host names: dot-separated labels of letters, digits and inner hyphens, 253 characters at most.
 HOST_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
@@ -103,13 +124,25 @@ def _interface(value: str) -> str | None:
     return f"{value!r}: expected a network interface name such as eth0 (`ip -br link` lists them)"
 
 
+URL_PATH = re.compile(r"/[A-Za-z0-9._~/-]*")
+# An image reference with a tag: a colon after the last slash (registry:5000/name alone has none).
+PINNED_IMAGE = re.compile(r"[^\n]*:[^/]*")
+
+
 def _url_path(value: str) -> str | None:
-    if re.fullmatch(r"/[A-Za-z0-9._~/-]*", value):
+    if URL_PATH.fullmatch(value):
         return None
     return f"{value!r}: expected an absolute URL path such as /ready"
 
 
 # ---- presets/hardware.yaml ------------------------------------------------------------------
+
+def _pinned_image(value: str) -> str | None:
+    return None if PINNED_IMAGE.fullmatch(value) else f"{value!r}: expected an image pinned by tag, repository:tag"
+
+
+Vendor = Literal["nvidia", "amd"]
+
 
 @record
 class Image:
@@ -120,7 +153,7 @@ class Image:
     alternatives: list[str] = key("tags `make deploy` tries when `tag` does not resolve", check=_tags_check,
                                   optional=True)
     min_driver: Optional[int] = key("lowest host driver the image runs on (BUNDLE_GPU_DRIVER_MIN), or null")
-    vendor: Literal["nvidia", "amd"] = key("GPU vendor: how the compose file hands the GPUs over")
+    vendor: Vendor = key("GPU vendor: how the compose file hands the GPUs over")
 
 
 @record
@@ -223,17 +256,21 @@ class GatewayFile:
 
 # ---- presets/kubernetes.yaml ---------------------------------------------------------------
 
+K8S_QUANTITY = re.compile(r"[0-9]+(Ki|Mi|Gi|Ti)")
+K8S_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?")
+
+
 def _k8s_quantity(value: str) -> str | None:
-    return None if re.fullmatch(r"[0-9]+(Ki|Mi|Gi|Ti)", value) else f"{value!r}: expected a size such as 400Gi"
+    return None if K8S_QUANTITY.fullmatch(value) else f"{value!r}: expected a size such as 400Gi"
 
 
 def _k8s_name(value: str) -> str | None:
-    return None if re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?", value) else \
+    return None if K8S_NAME.fullmatch(value) else \
         f"{value!r}: expected a DNS label (lower case letters, digits and -, at most 42 characters)"
 
 
 def _vendors(value: dict) -> str | None:
-    missing = {"nvidia", "amd"} - set(value)
+    missing = set(typing.get_args(Vendor)) - set(value)
     return f"missing {', '.join(sorted(missing))}: one resource name per image vendor" if missing else None
 
 
@@ -311,8 +348,98 @@ class InventoryFile:
     nodes: InventoryNodes = key("how the nodes of one engine meet (shape: one-engine)", optional=True)
 
 
+# ---- presets/monitoring.yaml (MONITORING=1, bundle/monitoring.py) --------------------------
+
+@record
+class Prometheus:
+    image: str = key("upstream's image, pinned by tag", check=_pinned_image)
+    port: int = key("Prometheus's port inside its container", check=_port)
+    host_port: int = key("the published port unless PROMETHEUS_PORT= is given", check=_port)
+    scrape_interval: str = key("Prometheus duration between scrapes")
+    evaluation_interval: str = key("Prometheus duration between evaluations of the alert rules")
+    retention: str = key("how long Prometheus keeps samples (--storage.tsdb.retention.time)")
+
+
+@record
+class Grafana:
+    image: str = key("upstream's image, pinned by tag", check=_pinned_image)
+    port: int = key("Grafana's port inside its container", check=_port)
+    host_port: int = key("the published port unless GRAFANA_PORT= is given", check=_port)
+    datasource_uid: str = key("uid of the provisioned Prometheus data source every panel names")
+    dashboard_uid: str = key("uid of the generated dashboard")
+
+
+@record
+class ScrapeJob:
+    name: str = key("Prometheus job name (the alert rules select on it)")
+    metrics_path: str = key("the path Prometheus scrapes")
+
+
+@record
+class ScrapeJobs:
+    engine: ScrapeJob = key("the engines, through their guards")
+    gateway: ScrapeJob = key("SGLang's gateway (smg) when the deployment has one")
+    prometheus: ScrapeJob = key("Prometheus itself (its process_start_time_seconds)")
+
+
+@record
+class MonitoringFile:
+    prometheus: Prometheus = key("the Prometheus service")
+    grafana: Grafana = key("the Grafana service")
+    jobs: ScrapeJobs = key("scrape jobs")
+
+
+# ---- monitoring/queries.yaml: the dashboard's panels and the alert rules --------------------
+
+@record
+class Query:
+    expr: str = key("PromQL expression", check=_text)
+    legend: str = key("Grafana legend format, {{label}} for a label's value (may be empty)")
+
+
+@record
+class Panel:
+    title: str = key("the panel's title", check=_text)
+    unit: str = key("Grafana unit (default none)", optional=True)
+    description: str = key("the panel's help text", optional=True)
+    queries: list[Query] = key("the panel's series", check=_not_empty)
+
+
+@record
+class Dashboard:
+    title: str = key("the dashboard's title")
+    refresh: str = key("Grafana refresh interval")
+    time_from: str = key("start of the default time range, e.g. now-1h")
+    panels: list[Panel] = key("the engines' row", check=_not_empty)
+    gateway_panels: list[Panel] = key("the gateway's row (REPLICAS= > 1)", optional=True)
+
+
+@record
+class Alert:
+    name: str = key("the alert's name", check=_text)
+    expr: str = key("PromQL condition; ${name} takes a deployment fact (bundle/monitoring.py rule_parameters)",
+                    check=_text)
+    for_: str = key("how long the condition holds before the alert fires", check=_text, name="for")
+    severity: str = key("labels.severity", check=_text)
+    summary: str = key("annotations.summary", check=_text)
+    description: str = key("annotations.description", check=_text)
+
+
+@record
+class QueriesFile:
+    dashboard: Dashboard = key("the Grafana dashboard")
+    alerts: list[Alert] = key("the Prometheus alert rules")
+
+
 FILES = {"hardware": HardwareFile, "presets": PresetsFile, "container": ContainerFile, "gateway": GatewayFile,
          "kubernetes": KubernetesFile}
+# Every data file: name (schemas/<name>.schema.json) -> (the file, or its example, its record).
+DATA_FILES = {**{name: (f"presets/{name}.yaml", schema) for name, schema in FILES.items()},
+              "monitoring": ("presets/monitoring.yaml", MonitoringFile),
+              "queries": ("monitoring/queries.yaml", QueriesFile),
+              "inventory": ("inventory.example.yml", InventoryFile)}
+# Records that need one of these optional keys.
+ONE_OF_REQUIRED = {Override: ("rationale", "unsupported")}
 PLURALS = {"hardware profile": "hardware profiles", "GPU": "GPUs", "image lane": "image lanes",
            "SGLang flag": "SGLang flags"}
 
@@ -430,18 +557,19 @@ def _check(value, hint, path: str, refs: dict, meta: dict | None = None):
     hint = _inner(value, hint)
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
-        fields = {f.name: f for f in dataclasses.fields(hint)}
+        fields = {_key_name(f): f for f in dataclasses.fields(hint)}
         hints = typing.get_type_hints(hint)
         for name in value:
             if name not in fields:
                 yield _join(path, name), f"unknown key; {_closest(name, list(fields), 'expected one of')}"
         for name, field in fields.items():
             if name in value:
-                yield from _check(value[name], hints[name], _join(path, name), refs, field.metadata)
+                yield from _check(value[name], hints[field.name], _join(path, name), refs, field.metadata)
             elif field.default is dataclasses.MISSING:
                 yield path, f"missing required key '{name}'"
-        if hint is Override and value.get("rationale") is None and value.get("unsupported") is None:
-            yield path, "missing required key 'rationale' (or 'unsupported')"
+        one_of = ONE_OF_REQUIRED.get(hint)
+        if one_of and all(value.get(name) is None for name in one_of):
+            yield path, f"missing required key '{one_of[0]}' (or {', '.join(repr(n) for n in one_of[1:])})"
         return
     if origin is dict:
         collection = meta.get("keys")
@@ -474,23 +602,166 @@ def describe() -> str:
         if typing.get_origin(hint) is dict:
             walk(typing.get_args(hint)[1], path + ".<name>", depth)
             return
+        if typing.get_origin(hint) is list:
+            walk(typing.get_args(hint)[0], path + "[]", depth)
+            return
         if not dataclasses.is_dataclass(hint):
             return
         hints = typing.get_type_hints(hint)
         for field in dataclasses.fields(hint):
             required = "required" if field.default is dataclasses.MISSING else "optional"
-            where = _join(path, field.name)
+            where = _join(path, _key_name(field))
             refers = field.metadata.get("ref") or field.metadata.get("keys")
             note = f" (names {PLURALS[refers]})" if refers else ""
             lines.append(f"  {where}: {_describe(hints[field.name])}, {required}{note}: {field.metadata['help']}")
             walk(hints[field.name], where, depth + 1)
 
-    for name, schema in FILES.items():
-        lines.append(f"presets/{name}.yaml")
+    for file, schema in DATA_FILES.values():
+        lines.append(file)
         walk(schema, "", 0)
     return "\n".join(lines)
 
 
+# ---- JSON Schema (draft 2020-12) for editors: schemas/<name>.schema.json ----------------------
+
+EXPORT_COMMAND = "make schemas (python -m bundle.schema export)"
+SCHEMAS_DIR = ROOT / "schemas"
+JSON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _anchored(pattern: re.Pattern) -> dict:
+    return {"pattern": f"^(?:{pattern.pattern})$"}
+
+
+IP_ADDRESS = {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}
+# The checks JSON Schema can state, as its keywords: check -> keywords, or a function of the
+# value's JSON type for the ones whose keyword depends on it. Checks not here stay Python's alone
+# and each schema's description names them.
+JSON_KEYWORDS = {
+    _positive: {"exclusiveMinimum": 0},
+    _port: {"minimum": 1, "maximum": 65535},
+    _not_empty: lambda kind: {"array": {"minItems": 1}, "object": {"minProperties": 1}}[kind],
+    _text: {"minLength": 1},
+    _tag_check: {"pattern": re.escape(VERSION_PLACEHOLDER)},
+    _tags_check: {"items": {"pattern": re.escape(VERSION_PLACEHOLDER)}},
+    _digest_check: _anchored(DIGEST),
+    _pinned_image: _anchored(PINNED_IMAGE),
+    _url_path: _anchored(URL_PATH),
+    _k8s_quantity: _anchored(K8S_QUANTITY),
+    _k8s_name: _anchored(K8S_NAME),
+    _vendors: {"required": list(typing.get_args(Vendor))},
+    _ip_address: IP_ADDRESS,
+    _host: {"anyOf": [*IP_ADDRESS["anyOf"], {**_anchored(HOST_NAME), "not": {"pattern": "^[0-9.]*$"}}]},
+    _interface: {**_anchored(INTERFACE_NAME), "not": {"enum": [".", ".."]}},
+}
+
+
+def _json_type(hint, defs: dict) -> dict:
+    """The JSON Schema of a type; records go to defs (name -> schema) and are referred to."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        members = [_json_type(arg, defs) for arg in args if not (arg is int and float in args)]
+        if all(list(member) == ["type"] for member in members):
+            return {"type": [member["type"] for member in members]}
+        return {"anyOf": members}
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin is list:
+        return {"type": "array", "items": _json_type(args[0], defs)}
+    if origin is dict:
+        return {"type": "object", "additionalProperties": _json_type(args[1], defs)}
+    if dataclasses.is_dataclass(hint):
+        if hint.__name__ not in defs:
+            defs[hint.__name__] = {}   # taken before recursing, so each record is defined once
+            defs[hint.__name__] = _json_record(hint, defs)
+        return {"$ref": f"#/$defs/{hint.__name__}"}
+    return {"type": JSON_TYPES[hint]}
+
+
+def _json_keywords(check, kind) -> dict:
+    keywords = JSON_KEYWORDS[check]
+    return keywords(kind) if callable(keywords) else keywords
+
+
+def _json_record(record_class, defs: dict) -> dict:
+    hints = typing.get_type_hints(record_class)
+    properties, required = {}, []
+    for field in dataclasses.fields(record_class):
+        prop = {**_json_type(hints[field.name], defs), "description": field.metadata["help"]}
+        check = field.metadata.get("check")
+        if check in JSON_KEYWORDS:
+            prop.update(_json_keywords(check, prop.get("type")))
+        properties[_key_name(field)] = prop
+        if field.default is dataclasses.MISSING:
+            required.append(_key_name(field))
+    schema = {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+    if record_class in ONE_OF_REQUIRED:
+        schema["anyOf"] = [{"required": [name]} for name in ONE_OF_REQUIRED[record_class]]
+    return schema
+
+
+def python_only(schema) -> list[str]:
+    """What bundle/schema.py checks beyond the exported JSON Schema, one line per key."""
+    found = []
+
+    def walk(hint, path: str, seen: tuple):
+        hint = _inner({}, hint) if typing.get_origin(hint) in (Union, types.UnionType) else hint
+        if typing.get_origin(hint) in (dict, list):
+            walk(typing.get_args(hint)[-1], path + ("[]" if typing.get_origin(hint) is list else ".<name>"), seen)
+            return
+        if not dataclasses.is_dataclass(hint) or hint in seen:
+            return
+        hints = typing.get_type_hints(hint)
+        for field in dataclasses.fields(hint):
+            where = _join(path, _key_name(field))
+            meta = field.metadata
+            if meta.get("ref"):
+                found.append(f"{where}: names one of the {PLURALS[meta['ref']]}")
+            if meta.get("keys"):
+                found.append(f"{where}: its keys name {PLURALS[meta['keys']]}")
+            if meta.get("check") and meta["check"] not in JSON_KEYWORDS:
+                found.append(f"{where}: {meta['check'].__name__}")
+            walk(hints[field.name], where, seen + (hint,))
+
+    walk(schema, "", ())
+    return found
+
+
+def json_schema(name: str) -> dict:
+    """DATA_FILES[name]'s file as JSON Schema 2020-12."""
+    file, schema = DATA_FILES[name]
+    defs: dict = {}
+    root = _json_record(schema, defs)
+    unchecked = python_only(schema)
+    description = f"The keys of {file}, from bundle/schema.py ({schema.__name__}), which `make` checks before use."
+    if unchecked:
+        description += " Checked by bundle/schema.py alone: " + "; ".join(unchecked) + "."
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema",
+            "$comment": f"GENERATED FILE, do not edit: {EXPORT_COMMAND}, from bundle/schema.py",
+            "title": file, "description": description, **root, "$defs": defs}
+
+
+def exported(out_dir: Path = SCHEMAS_DIR) -> dict[Path, str]:
+    """path -> the text a fresh export writes there."""
+    return {out_dir / f"{name}.schema.json": json.dumps(json_schema(name), indent=2, ensure_ascii=False) + "\n"
+            for name in DATA_FILES}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bundle.schema", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", nargs="?", choices=("describe", "export"), default="describe")
+    parser.add_argument("--out", type=Path, default=SCHEMAS_DIR, help="the export's folder (default schemas/)")
+    args = parser.parse_args(argv)
+    if args.command == "describe":
+        print(describe())
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path, text in exported(args.out).items():
+        path.write_text(text)
+    return 0
+
+
 if __name__ == "__main__":
     from bundle import cli
-    cli.run(lambda: print(describe()))
+    cli.run(main)

@@ -201,13 +201,53 @@ def test_images_are_pinned_by_tag_and_bad_data_is_named(tmp_path):
     broken["grafana"]["image"] = "grafana/grafana"
     path = tmp_path / "monitoring.yaml"
     path.write_text(yaml.safe_dump(broken))
-    with pytest.raises(RenderError,
-                       match=r"monitoring.yaml: grafana.image='grafana/grafana': expected an image pinned by tag"):
+    with pytest.raises(RenderError) as raised:
         monitoring.load_data(path)
+    assert str(raised.value) == f"{path}: grafana.image: 'grafana/grafana': expected an image pinned by tag, repository:tag"
     del broken["prometheus"]["scrape_interval"]
+    broken["grafana"]["image"] = "registry:5000/grafana"   # the colon of a registry's port is no tag
     path.write_text(yaml.safe_dump(broken))
-    with pytest.raises(RenderError, match=r"prometheus.scrape_interval is missing"):
+    with pytest.raises(RenderError) as raised:
         monitoring.load_data(path)
+    assert str(raised.value).splitlines() == [
+        f"{path}: prometheus: missing required key 'scrape_interval'",
+        f"{path}: grafana.image: 'registry:5000/grafana': expected an image pinned by tag, repository:tag"]
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda q: q["dashboard"].update(panels=[]), "dashboard.panels: empty: expected at least one entry"),
+    (lambda q: q["dashboard"].pop("panels"), "dashboard: missing required key 'panels'"),
+    (lambda q: q["dashboard"]["panels"][2].update(title=""), "dashboard.panels[2].title: empty: expected text"),
+    (lambda q: q["dashboard"]["gateway_panels"][0].update(queries=[]),
+     "dashboard.gateway_panels[0].queries: empty: expected at least one entry"),
+    (lambda q: q["dashboard"]["panels"][1]["queries"][0].pop("legend"),
+     "dashboard.panels[1].queries[0]: missing required key 'legend'"),
+    (lambda q: q["dashboard"]["panels"][1]["queries"][0].update(expr=""),
+     "dashboard.panels[1].queries[0].expr: empty: expected text"),
+    (lambda q: q["dashboard"]["panels"][0].update(titel="x"),
+     "dashboard.panels[0].titel: unknown key; did you mean title?"),
+    (lambda q: q["alerts"][1].update({"for": ""}), "alerts[1].for: empty: expected text"),
+    (lambda q: q["alerts"][0].pop("for"), "alerts[0]: missing required key 'for'"),
+    (lambda q: q["alerts"][3].update(severity=None), "alerts[3].severity: expected a string, got null"),
+    (lambda q: q.pop("alerts"), "missing required key 'alerts'"),
+], ids=["no-panels", "panels-missing", "title", "queries", "legend", "expr", "unknown", "for-empty", "for-missing",
+        "severity", "alerts"])
+def test_a_bad_queries_file_is_named_with_the_key(tmp_path, mutate, message):
+    queries = queries_yaml()
+    mutate(queries)
+    path = tmp_path / "queries.yaml"
+    path.write_text(yaml.safe_dump(queries))
+    with pytest.raises(RenderError) as raised:
+        monitoring.load_queries(path)
+    assert str(raised.value) == f"{path}: {message}"
+
+
+def test_a_queries_file_that_is_no_mapping_is_named(tmp_path):
+    path = tmp_path / "queries.yaml"
+    path.write_text("- title: x\n")
+    with pytest.raises(RenderError) as raised:
+        monitoring.load_queries(path)
+    assert str(raised.value) == f"{path}: expected a mapping, got a list"
 
 
 def test_an_unknown_rule_parameter_is_refused_by_name(tmp_path):

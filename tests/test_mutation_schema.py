@@ -250,7 +250,11 @@ def test_describe_lines():
     assert "  presets.<name>.flags: a mapping, required (names SGLang flags): SGLang flags, long names without --; " \
            "'gpus' or 'gpus/N' for GPU counts" in lines
     assert "  healthcheck.retries: an integer, required: failed probes before unhealthy" in lines
-    assert [line for line in lines if not line.startswith("  ")] == [f"presets/{name}.yaml" for name in schema.FILES]
+    assert "  alerts[].for: a string, required: how long the condition holds before the alert fires" in lines
+    assert "  dashboard.panels: a list, required: the engines' row" in lines
+    assert [line for line in lines if not line.startswith("  ")] == [
+        "presets/hardware.yaml", "presets/presets.yaml", "presets/container.yaml", "presets/gateway.yaml",
+        "presets/kubernetes.yaml", "presets/monitoring.yaml", "monitoring/queries.yaml", "inventory.example.yml"]
 
 
 # --- the declarations themselves -----------------------------------------------------------------
@@ -270,11 +274,13 @@ def test_key_declares_help_reference_check_and_whether_required():
     fresh = fresh_schema()
     image = {f.name: f for f in dataclasses.fields(fresh.Image)}
     assert dict(image["tag"].metadata) == {"help": "tag, made from the pinned release: contains {sglang_version}",
-                                           "ref": None, "keys": None, "check": fresh._tag_check}
+                                           "ref": None, "keys": None, "check": fresh._tag_check, "name": None}
     assert image["tag"].default is dataclasses.MISSING and image["digest"].default is None
     gpu = {f.name: f for f in dataclasses.fields(fresh.Gpu)}
     assert dict(gpu["image"].metadata) == {"help": "engine image lane", "ref": "image lane", "keys": None,
-                                           "check": None}
+                                           "check": None, "name": None}
+    alert = {f.name: f for f in dataclasses.fields(fresh.Alert)}
+    assert alert["for_"].metadata["name"] == "for" and fresh._key_name(alert["for_"]) == "for"
     preset = {f.name: f for f in dataclasses.fields(fresh.Preset)}
     assert preset["flags"].metadata["keys"] == "SGLang flag" and preset["env"].default is None
     assert "  gpus.<name>.image: a string, required (names image lanes): engine image lane" in \
