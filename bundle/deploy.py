@@ -35,12 +35,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bundle import doctor, errors, monitoring, render
+from bundle import doctor, errors, monitoring, names, render
 from bundle.errors import API_KEY_HINT
 from bundle import options  # noqa: E402
 from launcher.settings import EXIT_CONFIG_ERROR
 
-GATEWAY_SERVICE = "gateway"     # templates/docker-compose.yml.j2's name for SGLang's gateway
+GATEWAY_SERVICE = names.GATEWAY_SERVICE     # the compose service of SGLang's gateway
 
 # The engine's log lines that mark its start-up phases (SGLang 0.5.23 messages), latest wins.
 PHASES = (
@@ -347,7 +347,8 @@ def manage(command: str, args: list[str]) -> int:
     if ps.returncode != 0:
         return ps.returncode
     # The gateway answers /readiness (smg's); an engine's guard /ready (SGLang's).
-    url = local_url(params, data) + ("/readiness" if GATEWAY_SERVICE in services(found.files) else "/ready")
+    gateway = GATEWAY_SERVICE in services(found.files)
+    url = local_url(params, data) + (names.GATEWAY_READINESS_PATH if gateway else "/ready")
     try:   # no proxy: the address is this host's
         code = urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url, timeout=10).status
     except urllib.error.HTTPError as err:

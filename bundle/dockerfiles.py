@@ -13,7 +13,7 @@ from pathlib import Path
 
 import jinja2
 
-from bundle import names, render
+from bundle import errors, names, render
 from launcher.command import DEFAULT_FLAGS
 from tools import offline_kit
 
@@ -65,7 +65,7 @@ def main(argv=None) -> int:
         files = generate(render.load_data(args.data))
     except render.RenderError as err:
         print(f"dockerfiles: {err}", file=sys.stderr)
-        return 2
+        return errors.status(err)
     args.out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (args.out / name).write_text(text)

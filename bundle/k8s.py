@@ -39,7 +39,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from bundle import errors, options, render
+from bundle import errors, names, options, render
 from bundle.errors import RenderError
 from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.settings import BUNDLE_SETTINGS, ConfigError
@@ -57,7 +57,6 @@ KUBERNETES_VERSIONS = ("1.27.0", "1.37.0")
 NODES = options.BY_VARIABLE["NODES"]
 TP_ACROSS_NODES = options.BY_VARIABLE[render.TP_ACROSS_NODES]
 SECRETS_MOUNT = "/run/secrets"
-HF_CACHE_MOUNT = "/root/.cache/huggingface"    # the image's HF_HOME (Dockerfile)
 # The values LeaderWorkerSet puts in every pod's environment, first in the list (lws
 # api/leaderworkerset/v1: LwsLeaderAddress, LwsWorkerIndex), so later entries may use $(NAME).
 LWS_LEADER_ADDRESS, LWS_WORKER_INDEX = "LWS_LEADER_ADDRESS", "LWS_WORKER_INDEX"
@@ -231,7 +230,7 @@ def view(data: dict, shape: Shape) -> dict:
         "shm_size": k8s["shm_size"],
         "secret_name": k8s["secret_name"],
         "secrets_mount": SECRETS_MOUNT,
-        "hf_cache_mount": HF_CACHE_MOUNT,
+        "names": names.view(),
         "pod_namespace": POD_NAMESPACE,
         "deployment": deployment,
     }

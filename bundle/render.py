@@ -33,7 +33,7 @@ from launcher import memory, sglang_flags  # the container's own rules, one sour
 from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.gpus import NVIDIA_QUERY, parse_nvidia_smi_csv
 from launcher.settings import BundleSettings, ConfigError
-from bundle import errors, options, schema  # noqa: E402
+from bundle import errors, names, options, schema  # noqa: E402
 from bundle.errors import API_KEY_HINT, RenderError  # noqa: E402,F401  (render.RenderError, as the callers know it)
 from bundle.options import Params  # noqa: E402,F401
 
@@ -344,15 +344,14 @@ def gateway_command(data: dict, worker_urls: list[str]) -> list[str]:
 def gateway_view(data: dict, worker_urls: list[str], secrets: list[dict]) -> dict:
     gateway = data["gateway"]
     port = str(gateway["port"])
-    gateway_env = {"api_key": "GATEWAY_API_KEY_FILE", "admin_api_key": "GATEWAY_ADMIN_API_KEY_FILE"}
     return {**gateway,
             "image_tag": f"{gateway['image_name']}:smg-{gateway['smg_version']}",
             "command": gateway_command(data, worker_urls),
             "worker_count": len(worker_urls),
             "healthcheck": ["CMD", "python3", "-m", "launcher.gateway", "--healthcheck", "--port", port],
             "healthcheck_interval": f"{gateway['health_check_interval_secs']}s",
-            "secrets": [{"name": s["name"], "env": gateway_env[s["name"]]} for s in secrets
-                        if s["name"] in gateway_env]}
+            "secrets": [{"name": s["name"], "env": names.GATEWAY_KEY_FILES[s["name"]]} for s in secrets
+                        if s["name"] in names.GATEWAY_KEY_FILES]}
 
 
 def render(data: dict, deployment: Deployment, params: Params, out: Path, command: str,
@@ -406,7 +405,7 @@ def render(data: dict, deployment: Deployment, params: Params, out: Path, comman
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROOT / "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     return env.get_template(TEMPLATE).render(deployment=deployment, params=view, container=container, command=command,
-                                             engines=engines, gateway=gateway)
+                                             engines=engines, gateway=gateway, names=names.view())
 
 
 def render_command(hardware: str, preset: str, out: str, params: Params, target: str = "render") -> str:

@@ -62,7 +62,8 @@ def test_every_generated_file_says_it_is_generated_and_by_which_command():
 
 def test_the_sglang_release_and_digest_reach_the_default_base_image():
     data = planted(hardware__sglang_version="9.8.7")
-    assert arg_defaults(dockerfiles.generate(data)["Dockerfile"])["BASE_IMAGE"] == "lmsysorg/sglang:v9.8.7-cu130-runtime"
+    base = arg_defaults(dockerfiles.generate(data)["Dockerfile"])["BASE_IMAGE"]
+    assert base == "lmsysorg/sglang:v9.8.7-cu130-runtime"
     data["hardware"]["images"]["cuda"]["digest"] = "sha256:" + "ab" * 32
     assert (arg_defaults(dockerfiles.generate(data)["Dockerfile"])["BASE_IMAGE"]
             == "lmsysorg/sglang:v9.8.7-cu130-runtime@sha256:" + "ab" * 32)
@@ -71,7 +72,8 @@ def test_the_sglang_release_and_digest_reach_the_default_base_image():
 def test_the_default_base_image_follows_the_top_level_compose_files_hardware():
     """h100x4 (the top-level docker-compose.yml's) moved to the ROCm lane: so does `docker build .`'s default."""
     data = planted(hardware__gpus__h100__image="rocm")
-    assert arg_defaults(dockerfiles.generate(data)["Dockerfile"])["BASE_IMAGE"] == "lmsysorg/sglang:v0.5.23-rocm10-mi30x"
+    base = arg_defaults(dockerfiles.generate(data)["Dockerfile"])["BASE_IMAGE"]
+    assert base == "lmsysorg/sglang:v0.5.23-rocm10-mi30x"
 
 
 def test_the_healthcheck_timings_come_from_the_container_data():
