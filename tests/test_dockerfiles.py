@@ -11,8 +11,8 @@ import uuid
 
 import pytest
 import yaml
-
 from paths import ROOT
+
 from bundle import dockerfiles, render
 
 DATA = render.load_data()
@@ -121,7 +121,7 @@ def test_the_built_image_and_the_compose_file_agree(tmp_path):
     """Built by Docker from planted data, the image's healthcheck runs at the pace the compose file
     declares by default, its HF_HOME is where the compose file mounts the cache, and it exposes the
     port the compose file publishes."""
-    if subprocess.run(["docker", "image", "inspect", LOCAL_BASE], capture_output=True).returncode:
+    if subprocess.run(["docker", "image", "inspect", LOCAL_BASE], check=False, capture_output=True).returncode:
         pytest.skip(f"no local {LOCAL_BASE} (make provision)")
     data = planted(container__healthcheck={"interval": "7s", "timeout": "11s", "retries": 4, "start_period": "90s"})
     context = tmp_path / "context"
@@ -130,13 +130,14 @@ def test_the_built_image_and_the_compose_file_agree(tmp_path):
     (context / "Dockerfile").write_text(dockerfiles.generate(data)["Dockerfile"])
     tag = f"llama31-sglang-bundle:dockerfile-test-{uuid.uuid4().hex[:8]}"
     built = subprocess.run(["docker", "build", "--pull=false", "-q", "--build-arg", f"BASE_IMAGE={LOCAL_BASE}",
-                            "-t", tag, str(context)], capture_output=True, text=True, timeout=300)
+                            "-t", tag, str(context)], check=False, capture_output=True, text=True,
+                           timeout=300)
     assert built.returncode == 0, built.stderr
     try:
         config = json.loads(subprocess.run(["docker", "image", "inspect", tag, "--format", "{{json .Config}}"],
                                            capture_output=True, text=True, check=True).stdout)
     finally:
-        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", tag], check=False, capture_output=True)
 
     (tmp_path / "hf_token").write_text("x")
     cache = tmp_path / "hf-cache"
@@ -144,8 +145,8 @@ def test_the_built_image_and_the_compose_file_agree(tmp_path):
     deployment = render.resolve(data, render.TOP_LEVEL["hardware"], render.TOP_LEVEL["preset"])
     out.write_text(render.render(data, deployment, render.Params(secrets_dir=str(tmp_path)), out, "t"))
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("HEALTHCHECK_", "RESTART_"))}
-    composed = subprocess.run(["docker", "compose", "-f", str(out), "config", "--format", "json"], capture_output=True,
-                              text=True, env={**environ, "HF_CACHE": str(cache)}, timeout=60)
+    composed = subprocess.run(["docker", "compose", "-f", str(out), "config", "--format", "json"], check=False,
+                              capture_output=True, text=True, env={**environ, "HF_CACHE": str(cache)}, timeout=60)
     assert composed.returncode == 0, composed.stderr
     engine = yaml.safe_load(composed.stdout)["services"]["engine"]
 

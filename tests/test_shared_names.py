@@ -6,8 +6,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import yaml
-
 from paths import ROOT
+
 from bundle import deploy, dockerfiles, k8s, render
 from launcher import gateway
 
