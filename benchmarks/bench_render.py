@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bundle import render  # noqa: E402
+from bundle import render
 
 
 def render_all(folder: Path) -> list[Path]:

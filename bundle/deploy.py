@@ -35,9 +35,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from bundle import doctor, errors, monitoring, names, render
+from bundle import doctor, errors, monitoring, names, options, render
 from bundle.errors import API_KEY_HINT
-from bundle import options  # noqa: E402
 from launcher.settings import EXIT_CONFIG_ERROR
 
 GATEWAY_SERVICE = names.GATEWAY_SERVICE     # the compose service of SGLang's gateway

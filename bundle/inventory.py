@@ -18,7 +18,6 @@ a commented example; docs/scale-out.md has the ports and the firewall rules.
 from __future__ import annotations
 
 import ipaddress
-import os
 import shutil
 import sys
 from pathlib import Path

@@ -28,15 +28,15 @@ from pathlib import Path
 import jinja2
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from bundle import errors, names, options, schema
+from bundle.errors import API_KEY_HINT, RenderError  # callers know it as render.RenderError
+from bundle.options import Params
 from launcher import memory, sglang_flags  # the container's own rules, one source
 from launcher.command import DEFAULT_FLAGS, build_config
 from launcher.gpus import NVIDIA_QUERY, parse_nvidia_smi_csv
 from launcher.settings import BundleSettings, ConfigError
-from bundle import errors, names, options, schema  # noqa: E402
-from bundle.errors import API_KEY_HINT, RenderError  # noqa: E402,F401  (render.RenderError, as the callers know it)
-from bundle.options import Params  # noqa: E402,F401
 
+ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = ROOT / "presets"
 TEMPLATE = "docker-compose.yml.j2"
 # The top-level docker-compose.yml: `docker compose up -d` without make (`make compose-file`).

@@ -23,7 +23,7 @@ import pytest
 from paths import FIXTURES, ROOT
 
 sys.path.insert(0, str(FIXTURES / "hub"))
-from fake_hub import FakeHub  # noqa: E402  (a fixture folder, put on the path above)
+from fake_hub import FakeHub
 
 DOCTOR = FIXTURES / "doctor"
 LINE = re.compile(r"^(PASS|WARN|FAIL)  (.{12}) (.*)$")

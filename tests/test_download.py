@@ -18,7 +18,7 @@ import pytest
 from paths import FIXTURES, ROOT
 
 sys.path.insert(0, str(FIXTURES / "hub"))
-from fake_hub import COMMIT, FakeHub  # noqa: E402  (a fixture folder, put on the path above)
+from fake_hub import COMMIT, FakeHub
 
 MODEL = "meta-llama/Llama-3.1-70B-Instruct"            # basic on h200x2 (presets/presets.yaml)
 FP8_MODEL = "RedHatAI/Meta-Llama-3.1-70B-Instruct-FP8"   # basic on h200x1

@@ -24,6 +24,10 @@ SHAPES = [("h100x8", "latency", 2, 1), ("h100x4", "throughput-fp8", 2, 1), ("h10
           ("h100x8", "basic", 3, 2), ("mi300x", "basic", 2, 1)]
 
 
+def kind_and_name(manifest: dict) -> tuple:
+    return manifest["kind"], manifest["metadata"]["name"]
+
+
 def objects_of(files: dict) -> list[dict]:
     return [obj for name, text in files.items() if name != "kustomization.yaml"
             for obj in yaml.safe_load_all(text) if obj]
@@ -127,8 +131,7 @@ def test_an_overlay_is_the_base_plus_the_pairs_engine_as_make_k8s_writes_it(tmp_
     k8s.write_plain(DATA, "h100x4", "basic", tmp_path, 1, 2)
     plain = k8s.load_objects([tmp_path])
     overlay = k8s.load_objects([ROOT / "k8s" / "base", ROOT / "k8s" / "overlays" / "h100x4-basic-nodes2"])
-    key = lambda o: (o["kind"], o["metadata"]["name"])
-    assert sorted(plain, key=key) == sorted(overlay, key=key)
+    assert sorted(plain, key=kind_and_name) == sorted(overlay, key=kind_and_name)
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="no kubectl here to run its built-in kustomize")
@@ -137,8 +140,8 @@ def test_kubectl_kustomize_builds_an_overlay_into_the_same_objects(tmp_path):
                            capture_output=True, text=True, timeout=60, check=False)
     assert built.returncode == 0, built.stderr
     k8s.write_plain(DATA, "h100x8", "latency", tmp_path)
-    key = lambda o: (o["kind"], o["metadata"]["name"])
-    assert sorted(yaml.safe_load_all(built.stdout), key=key) == sorted(k8s.load_objects([tmp_path]), key=key)
+    assert sorted(yaml.safe_load_all(built.stdout), key=kind_and_name) == sorted(k8s.load_objects([tmp_path]),
+                                                                               key=kind_and_name)
 
 
 def make(*args):

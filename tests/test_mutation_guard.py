@@ -505,7 +505,7 @@ def test_start_returns_promptly_with_the_port_bound():
     def start():
         try:
             g.start()
-        except BaseException as e:       # noqa: BLE001 - handed to the assertion below
+        except BaseException as e:
             errors.append(e)
         done.set()
     threading.Thread(target=start, daemon=True).start()

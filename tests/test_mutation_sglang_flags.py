@@ -1,6 +1,7 @@
 """Behaviour tests for launcher/sglang_flags.py, written to kill mutmut's survivors
 (docs/mutation.md). Sizes are checked against the pinned SGLang's own human_readable_int and by
 hand-written arithmetic; messages are spelled out."""
+import argparse
 import json
 
 import pytest
@@ -72,7 +73,7 @@ def test_decimals_with_iec_suffixes_are_refused_with_the_reason():
     with pytest.raises(ValueError) as err:
         human_readable_int("1.5Ki")
     assert str(err.value) == "decimals are not allowed with IEC suffixes"
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError):
         sglang_human_readable_int("1.5Ki")
 
 
@@ -80,7 +81,7 @@ def test_decimals_with_iec_suffixes_are_refused_with_the_reason():
 def test_human_readable_int_refuses_what_sglang_refuses(text):
     with pytest.raises(ValueError):
         human_readable_int(text)
-    with pytest.raises(Exception):
+    with pytest.raises(argparse.ArgumentTypeError):
         sglang_human_readable_int(text)
 
 
@@ -166,7 +167,7 @@ def test_short_forms_agree_with_sglangs_own_parser(catalogue, capsys):
     assert catalogue.by_env["ENGINE_TP"][1] == "--tp-size" and catalogue.by_env["ENGINE_DP"][1] == "--dp-size"
     assert catalogue.by_env["ENGINE_EP"][1] == "--ep"   # a real alias of --ep-size, not a short form
     assert "ENGINE_PP" not in catalogue.by_env
-    for stem, form in catalogue.short_forms.items():
+    for stem in catalogue.short_forms:
         env = env_name_for_option(stem)
         if env in catalogue.by_env:
             flag, _option = catalogue.by_env[env]

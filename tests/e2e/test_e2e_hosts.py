@@ -36,7 +36,7 @@ def interface_address(name: str) -> str:
         try:
             answer = fcntl.ioctl(sock.fileno(), SIOCGIFADDR, struct.pack("256s", name.encode()[:15]))
         except OSError as err:
-            raise AssertionError(f"no IPv4 address on {name} ({err}): is dockerd running with its default bridge?")
+            raise AssertionError(f"no IPv4 address on {name} ({err}): is dockerd running with its default bridge?") from None
     return socket.inet_ntoa(answer[20:24])
 
 

@@ -96,7 +96,9 @@ def test_same_parser_as_real_sglang():
         mine = parse(argv)
         real = subprocess.run([REAL_SGLANG_PYTHON, "-c", PARSE, json.dumps(argv)],
                               capture_output=True, text=True, env=real_env, timeout=120, cwd="/")
-        strip = lambda s: _norm("\n".join(l for l in s.splitlines() if "Warning" not in l and "warn(" not in l))
+        def strip(text):
+            return _norm("\n".join(line for line in text.splitlines()
+                                    if "Warning" not in line and "warn(" not in line))
         assert (mine.returncode, _norm(mine.stdout), strip(mine.stderr)) == \
                (real.returncode, _norm(real.stdout), strip(real.stderr)), argv
 

@@ -82,7 +82,7 @@ def human_readable_int(value: str) -> int:
             f"Invalid integer value: '{value}'. "
             "Use a plain integer, SI suffixes (1k, 1M), or IEC suffixes (1Ki, 1Mi). "
             "Suffixes are case-sensitive."
-        )
+        ) from None
 
 
 def loads(value: str):
@@ -96,7 +96,7 @@ def json_list_type(value):
     except json.JSONDecodeError:
         raise argparse.ArgumentTypeError(
             f"Invalid JSON list: {value}. Please provide a valid JSON list."
-        )
+        ) from None
 
 
 def nullable_str(val: str):
@@ -133,7 +133,7 @@ def parse_cuda_graph_config_arg(raw: str) -> Dict[str, Dict[str, Any]]:
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise argparse.ArgumentTypeError(f"--cuda-graph-config must be JSON: {e}")
+        raise argparse.ArgumentTypeError(f"--cuda-graph-config must be JSON: {e}") from None
     if not isinstance(parsed, dict):
         raise argparse.ArgumentTypeError(
             f"--cuda-graph-config must be a JSON object, got {type(parsed).__name__}"
@@ -250,7 +250,7 @@ def load_catalogue(path: Optional[str] = None) -> Dict[str, Any]:
                 f"not found at {path}. Set STANDIN_FLAG_CATALOGUE to the bundle's "
                 "sglang_flags.json.\n"
             )
-            raise SystemExit(1)
+            raise SystemExit(1) from None
     return _CATALOGUE_CACHE[path]
 
 

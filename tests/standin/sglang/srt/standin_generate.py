@@ -82,7 +82,7 @@ def h_generate(h: Exchange, app: StandInServer, method, path, query, raw):
             app.log_prefill(ptoks)
         if not stream:
             outs = []
-            for i, (p, ptoks, gen) in enumerate(items):
+            for i, (_prompt, ptoks, gen) in enumerate(items):
                 app.sleep_tokens(gen.completion_tokens)
                 outs.append({"text": gen.text, "output_ids": list(gen.output_ids),
                              "meta_info": meta(ids[i], ptoks, gen, gen.completion_tokens, True, t0)})
@@ -93,7 +93,7 @@ def h_generate(h: Exchange, app: StandInServer, method, path, query, raw):
             return h.send_json(200, outs if batch else outs[0])
 
         h.start_stream()
-        for i, (p, ptoks, gen) in enumerate(items):
+        for i, (_prompt, ptoks, gen) in enumerate(items):
             first_ts = None
             steps = gen.stream()
             if not steps:

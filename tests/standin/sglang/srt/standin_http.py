@@ -89,7 +89,7 @@ class RequestJournal:
             self.file = open(path, "a", encoding="utf-8", buffering=1)
         except OSError as e:
             sys.stderr.write(f"{NOTICE}: STANDIN_REQUEST_JOURNAL={path!r} cannot be opened: {e}\n")
-            raise SystemExit(1)
+            raise SystemExit(1) from None
 
     @classmethod
     def from_env(cls, environ=os.environ) -> Optional["RequestJournal"]:
@@ -111,7 +111,7 @@ def route_auth_level(fastapi_app: FastAPI, scope) -> str:
     for route in fastapi_app.router.routes:
         try:
             match, child_scope = route.matches(scope)
-        except Exception:  # noqa: BLE001 - as SGLang: a route that cannot match is skipped
+        except Exception:
             continue
         if match == Match.FULL:
             endpoint = child_scope.get("endpoint") or getattr(route, "endpoint", None)
@@ -353,7 +353,7 @@ def run_handler(exchange: Exchange, handler: Handler, args: tuple, label: str):
             body = _json_bytes(e.body) if e.content_type == "application/json" else \
                 str(e.body).encode("utf-8")
             exchange.send(e.status, body, e.content_type)
-    except Exception as e:  # noqa: BLE001 - a handler bug must not hang the request
+    except Exception as e:
         logger.exception(f"{NOTICE}: internal error on {label}: {e}")
         if not exchange.answered:
             exchange.send(500, b"Internal Server Error", "text/plain; charset=utf-8")

@@ -169,7 +169,7 @@ def h_flush_cache(h: Exchange, app: StandInServer, method, path, query, raw):
     except ValueError:
         raise validation_error([{"type": "greater_than_equal", "loc": ("query", "timeout"),
                                  "msg": "Input should be greater than or equal to 0",
-                                 "input": timeout, "ctx": {"ge": 0.0}}])
+                                 "input": timeout, "ctx": {"ge": 0.0}}]) from None
     h.send_text(200, "Cache flushed.\nPlease check backend logs for more details. "
                      "(When there are running or waiting requests, the operation will not be performed.)\n")
 

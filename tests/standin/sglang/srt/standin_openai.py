@@ -74,7 +74,7 @@ def h_chat(h: Exchange, app: StandInServer, method, path, query, raw):
     try:
         limit = app.check_lengths(ptoks, max_tokens)
     except ValueError as e:
-        raise openai_error(str(e))
+        raise openai_error(str(e)) from None
     gen = Generation(messages, limit, bool(body.get("ignore_eos")), stop_list(body.get("stop")),
                      default_max_new_tokens=max(0, app.context_len - ptoks))
     n = body["n"]
@@ -124,7 +124,7 @@ def h_chat(h: Exchange, app: StandInServer, method, path, query, raw):
         for i in range(n):
             h.write_event(chunk(i, {"role": "assistant", "content": ""}))
             prev = ""
-            for k, (cum_text, _ids) in enumerate(steps, start=1):
+            for _k, (cum_text, _ids) in enumerate(steps, start=1):
                 app.sleep_tokens(1)
                 if first_ts is None:
                     first_ts = time.time()
@@ -169,7 +169,7 @@ def h_completions(h: Exchange, app: StandInServer, method, path, query, raw):
                                               stop_list(body.get("stop")),
                                               default_max_new_tokens=max(0, app.context_len - ptoks))))
     except ValueError as e:
-        raise openai_error(str(e))
+        raise openai_error(str(e)) from None
     rid = app.new_rid(body.get("rid"))
     created = int(time.time())
     t0 = time.time()
@@ -184,7 +184,7 @@ def h_completions(h: Exchange, app: StandInServer, method, path, query, raw):
             app.sleep_tokens(max(g.completion_tokens for _, _, g in gens) if gens else 0)
             choices = []
             idx = 0
-            for p, _, g in gens:
+            for _prompt, _, g in gens:
                 for _ in range(n):
                     choices.append({"index": idx, "text": g.text, "logprobs": None,
                                     "finish_reason": g.finish["type"],
@@ -210,7 +210,7 @@ def h_completions(h: Exchange, app: StandInServer, method, path, query, raw):
         h.start_stream()
         first_ts = None
         idx = 0
-        for p, _, g in gens:
+        for _prompt, _, g in gens:
             steps = g.stream()
             for _ in range(n):
                 prev = ""

@@ -31,7 +31,7 @@ def json_body(raw: bytes) -> Any:
     except (ValueError, UnicodeDecodeError) as e:
         raise validation_error([{"type": "json_invalid", "loc": ("body", 0),
                                  "msg": "JSON decode error", "input": {},
-                                 "ctx": {"error": str(e)}}])
+                                 "ctx": {"error": str(e)}}]) from None
 
 
 def as_int(value, name: str) -> Optional[int]:

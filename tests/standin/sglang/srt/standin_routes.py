@@ -85,7 +85,7 @@ def generated_routes(path: str):
     except (OSError, ValueError, KeyError) as e:
         sys.stderr.write(f"{NOTICE}: route table not readable at {path} ({e!r}). Set "
                          "STANDIN_ROUTE_TABLE to the bundle's launcher/sglang_routes.json.\n")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
 
 
 def build_routes(environ=os.environ):

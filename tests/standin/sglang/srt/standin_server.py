@@ -239,7 +239,7 @@ class StandInServer:
             conn.close()
             if r.status != 200:
                 raise RuntimeError(f"POST /generate answered {r.status}: {text[:200]!r}")
-        except Exception as e:  # noqa: BLE001 - the real server dies on any warmup error
+        except Exception as e:
             logger.error(f"Initialization failed. warmup error: {e}")
             os._exit(1)
         if self.gracefully_exit:

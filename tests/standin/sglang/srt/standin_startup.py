@@ -31,7 +31,7 @@ def _env_float(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         sys.stderr.write(f"{NOTICE}: {name}={raw!r} is not a number\n")
-        raise SystemExit(1)
+        raise SystemExit(1) from None
     if value < 0 or math.isnan(value):
         sys.stderr.write(f"{NOTICE}: {name}={raw!r} must be >= 0\n")
         raise SystemExit(1)
