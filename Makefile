@@ -126,6 +126,10 @@ test: ## the whole suite: unit, real SGLang parser, real Compose, containers ove
 test-gpu: ## the same suite against the real image and model on a GPU host
 	BUNDLE_TEST_TARGET=gpu $(PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: lint
+lint: ## ruff over the code and the tests (ruff.toml; CI's gate): findings are fixed, not silenced
+	$(VENV)/bin/ruff check .
+
 # Mutation testing of launcher/*.py, bundle/render.py and bundle/schema.py, judged by the fast
 # Docker-free tests (setup.cfg [mutmut], tools/mutation.py, docs/mutation.md). Needs the test venv
 # (`make provision`); installs the pinned mutmut into it when missing. MODULES= narrows the run.

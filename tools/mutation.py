@@ -12,7 +12,6 @@ measures, it does not gate. See docs/mutation.md.
 """
 import dataclasses
 import glob
-import json
 import os
 import shutil
 import sys
