@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 KIT ?= offline-kit
 
 .DEFAULT_GOAL := help
-.PHONY: help options presets render hosts deploy down logs status bench bench-compare bench-settings eval test test-gpu provision compose-file readme catalogue routes monitoring generate
+.PHONY: help options presets render hosts deploy down logs status bench bench-compare bench-settings eval test test-unit test-gpu provision compose-file readme catalogue routes monitoring generate
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -122,6 +122,12 @@ provision: ## developers/CI: Docker engine, Compose v2, test venv, local test im
 
 test: ## the whole suite: unit, real SGLang parser, real Compose, containers over the CPU stand-in
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Everything but the tests marked `docker` (pytest.ini: tests/e2e/ and the few that run a container).
+# The daemon is pointed nowhere, so a test that needs it and is not marked fails here, not later in CI;
+# `docker compose config` (client-only) still runs.
+test-unit: ## the Docker-free tests: no Docker daemon needed (docs/testing.md)
+	DOCKER_HOST=unix:///nonexistent $(PY) -m pytest -m "not docker" $(PYTEST_ARGS)
 
 test-gpu: ## the same suite against the real image and model on a GPU host
 	BUNDLE_TEST_TARGET=gpu $(PY) -m pytest $(PYTEST_ARGS)

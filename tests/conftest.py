@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 
@@ -16,8 +17,15 @@ def catalogue():
     return Catalogue.load()
 
 
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
 def pytest_collection_modifyitems(config, items):
-    """GPU mode (make test-gpu): what only the stand-in guarantees is relaxed, not silently passed."""
+    """tests/e2e/ is `docker` as a whole (pytest.ini), so `make test-unit` leaves it out without a list.
+    GPU mode (make test-gpu): what only the stand-in guarantees is relaxed, not silently passed."""
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.docker)
     if TARGET not in ("standin", "gpu"):
         raise pytest.UsageError(f"BUNDLE_TEST_TARGET={TARGET!r}: expected standin or gpu")
     if TARGET == "gpu":

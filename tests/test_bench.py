@@ -580,6 +580,7 @@ def test_a_rendered_file_without_containers_is_found_but_bench_says_it_is_not_ru
         own.parent.rmdir()
 
 
+@pytest.mark.docker
 @pytest.mark.skipif(subprocess.run(["docker", "info"], capture_output=True).returncode != 0,
                     reason="needs the Docker engine")
 def test_with_nothing_on_the_port_bench_and_eval_say_so_in_one_line_with_both_ways_to_start_one(monkeypatch):

@@ -429,6 +429,7 @@ def promtool(*args: str, mounts: dict[Path, str]) -> subprocess.CompletedProcess
                           capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.docker
 def test_promtool_checks_the_rendered_config_and_the_rules(tmp_path):
     out, _ = render_deployment(tmp_path, hardware="h200x4", replicas=2)
     result = promtool("check", "config", "/etc/prometheus/prometheus.yml", mounts={
@@ -441,6 +442,7 @@ def test_promtool_checks_the_rendered_config_and_the_rules(tmp_path):
     assert result.returncode == 0 and "SUCCESS: 4 rules found" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.docker
 def test_promtool_refuses_a_broken_rule(tmp_path):
     """The check above can fail: a misspelt function is refused by the real promtool."""
     rules = yaml.safe_load(monitoring.RULES_FILE.read_text())
@@ -484,6 +486,7 @@ def scenario(up: list, prometheus_started: list, checks: dict) -> dict:
     }
 
 
+@pytest.mark.docker
 def test_promtool_engine_down_is_silent_while_loading_and_fires_when_the_engine_goes(tmp_path):
     """The rules Prometheus loads, evaluated by promtool over made-up `up` histories: a cold start
     as long as the start period allows is no outage; an engine that served and stops is."""
