@@ -69,11 +69,12 @@ def case(module: str, tmp_path):
         "deploy": ([], {**host, "PORT": "80000"}, "stderr"),  # refused before anything starts
         "inventory": ([], {}, "stderr"),                      # make hosts without INVENTORY=
         "keys": ([str(tmp_path / "api_key")], {}, "stdout"),   # make api-key: a new key in tmp_path
+        "dockerfiles": (["--data", str(tmp_path / "no-data")], {}, "stderr"),   # refused: writes nothing
     }[module]
 
 
 CASES = ("bench", "evaluate", "render", "options", "schema", "monitoring", "k8s", "doctor", "download", "deploy",
-         "inventory", "keys")
+         "inventory", "keys", "dockerfiles")
 
 
 @pytest.mark.parametrize("module", CASES)
