@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -292,10 +293,21 @@ def test_every_gateway_panel_returns_data_from_the_real_gateway(monitored_gatewa
         left = [expr for expr in panels if not has_finite_data(monitored_gateway, expr)]
         time.sleep(1)
     assert not left, f"no data after {DATA_TIMEOUT} s for: {left}"
-    # What the gateway row shows is what the engines received: both served, both healthy.
-    per_engine = {sample["metric"]["worker"]: float(sample["value"][1]) for sample in
-                  monitored_gateway.query("sum by (worker) (rate(smg_worker_requests_total[1m]))")["result"]}
-    assert sorted(per_engine) == [f"http://{engine}:8000" for engine in stack.engines] and all(per_engine.values())
+    # What the gateway row shows is what the engines received: both served, both healthy. smg's
+    # cache-aware policy may keep sequential requests on one engine, so send them concurrently
+    # (load spreads them) until the gateway's counters show both, within a bound.
+    engines = [f"http://{engine}:8000" for engine in stack.engines]
+
+    def both_served():
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            answers = list(pool.map(lambda _: stack.post("/v1/chat/completions", {**body, "messages": [
+                {"role": "user", "content": uuid.uuid4().hex + " Describe the weather. " * 20}]}), range(8)))
+        assert all(answer.status_code == 200 for answer in answers), [a.text for a in answers]
+        served = {sample["metric"]["worker"]: float(sample["value"][1]) for sample in
+                  monitored_gateway.query("sum by (worker) (smg_worker_requests_total)")["result"]}
+        return served if sorted(served) == engines and all(served.values()) else None
+
+    wait_for(both_served, 60, f"the gateway's counters showing requests to each of {engines}")
     assert monitored_gateway.values("min(smg_worker_health)") == [1.0]
     assert monitored_gateway.values('sum(rate(smg_http_responses_total{path="/v1/chat/completions",'
                                     'status_code="200"}[1m]))')[0] > 0
