@@ -100,13 +100,7 @@ def counts(value: str) -> list[int]:
 
 
 def rate(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = 0.0
-    if not number > 0:
-        raise ValueError("expected requests per second (a number above 0) or inf")
-    return number
+    return _above_zero(value, "expected requests per second (a number above 0) or inf")
 
 
 def one_of(*choices: str) -> typing.Callable[[str], str]:
@@ -117,14 +111,18 @@ def one_of(*choices: str) -> typing.Callable[[str], str]:
     return check
 
 
-def seconds(value: str) -> float:
+def _above_zero(value: str, expected: str) -> float:
     try:
         number = float(value)
     except ValueError:
-        number = 0
+        number = 0.0
     if not number > 0:
-        raise ValueError("expected a number of seconds")
+        raise ValueError(expected)
     return number
+
+
+def seconds(value: str) -> float:
+    return _above_zero(value, "expected a number of seconds")
 
 
 # ---- the table ------------------------------------------------------------------------------
